@@ -1,0 +1,1 @@
+"""Command-line interface: `facedancer SUBCOMMAND`; each subcommand lives in its own module."""

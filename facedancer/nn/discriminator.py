@@ -1,0 +1,34 @@
+"""The FaceDancer discriminator: residual down-sampling to 4x4, then a 4x4 valid conv to one logit."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+CHANNELS = (128, 256, 512, 512, 512, 512)
+
+
+def _block(x, channels: int, name: str):
+    """Two-conv residual block: LReLU > 3x3 > LReLU > 3x3 > avg-pool, plus a 1x1 conv + avg-pool skip."""
+    skip = layers.Conv2D(channels, 1, padding="same", name=f"{name}_skip")(x)
+    skip = layers.AveragePooling2D(2, name=f"{name}_skip_pool")(skip)
+    h = layers.LeakyReLU(0.2, name=f"{name}_act1")(x)
+    h = layers.Conv2D(int(x.shape[-1]), 3, padding="same", name=f"{name}_conv1")(h)
+    h = layers.LeakyReLU(0.2, name=f"{name}_act2")(h)
+    h = layers.Conv2D(channels, 3, padding="same", name=f"{name}_conv2")(h)
+    h = layers.AveragePooling2D(2, name=f"{name}_pool")(h)
+    return layers.Add(name=name)([h, skip])
+
+
+def build_discriminator(image_size: int = 256, name: str = "facedancer_discriminator") -> keras.Model:
+    """D(image in [-1, 1]) -> (batch, 1, 1, 1) realness logit (before softplus)."""
+    if image_size != 4 * 2 ** len(CHANNELS):
+        raise ValueError(f"the discriminator is built for {4 * 2 ** len(CHANNELS)}² images, got {image_size}")
+    image = keras.Input((image_size, image_size, 3), name="image")
+    x = layers.Conv2D(64, 3, padding="same", name="stem")(image)
+    for i, channels in enumerate(CHANNELS):
+        x = _block(x, channels, f"down{i + 1}")
+    x = layers.Conv2D(512, 4, padding="valid", name="head_conv")(x)
+    x = layers.LeakyReLU(0.2, name="head_act")(x)
+    logit = layers.Conv2D(1, 1, name="logit")(x)
+    return keras.Model(image, logit, name=name)

@@ -1,0 +1,38 @@
+"""Shared fixtures: the original FaceDancer's files (from ../shared), small models."""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+LEGACY_ARCHIVE = "legacy_facedancer_c.tar.gz"
+
+
+def _shared_dir() -> Path:
+    return Path(os.environ.get("FACEDANCER_SHARED", REPO.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def legacy_dir(tmp_path_factory) -> Path:
+    """The original code's files (export, checkpoint, identity model, reference outputs), extracted."""
+    archive = _shared_dir() / "fixtures" / LEGACY_ARCHIVE
+    if not archive.exists():
+        pytest.skip(f"{archive} is absent (it ships beside the repo in ../shared, not in a user's clone)")
+    target = tmp_path_factory.mktemp("legacy")
+    with tarfile.open(archive) as tar:
+        tar.extractall(target, filter="data")
+    return target / "legacy_facedancer_c"
+
+
+@pytest.fixture(scope="session")
+def reference(legacy_dir):
+    import numpy as np
+
+    with np.load(legacy_dir / "reference.npz") as data:
+        return {k: data[k] for k in data.files}

@@ -1,0 +1,107 @@
+"""Files written by the original FaceDancer code load and reproduce the original's outputs."""
+
+import keras
+import numpy as np
+import pytest
+
+import facedancer
+from facedancer.identity import IFSR_BLOCKS, feature_model
+from facedancer.nn.describe import generator_config_of
+
+TOLERANCE = 1e-4
+
+
+def test_original_export_reproduces_reference(legacy_dir, reference):
+    loaded = facedancer.load(legacy_dir / "facedancer_export.h5", kind="generator")
+    assert "legacy h5" in loaded.format
+    y = np.asarray(loaded.model([reference["x"], reference["z"]]))
+    assert np.abs(y - reference["y"]).max() <= TOLERANCE
+    config = generator_config_of(loaded.model)
+    assert config.up_types == ("no_skip", "no_skip", "affa", "affa", "affa", "concat")
+    assert (config.mapping_depth, config.mapping_size) == (4, 512)
+
+
+def test_original_checkpoint_reproduces_reference(legacy_dir, reference):
+    ckpt = legacy_dir / "checkpoints" / "gen"
+    model = facedancer.load_model(ckpt / "gen.json", weights=ckpt / "gen_3.h5", kind="generator")
+    y = np.asarray(model([reference["x"], reference["z"]]))
+    assert np.abs(y - reference["y"]).max() <= TOLERANCE
+
+
+def test_checkpoint_json_finds_its_newest_weights(legacy_dir, tmp_path):
+    ckpt = tmp_path / "gen"
+    ckpt.mkdir()
+    (ckpt / "gen.json").write_bytes((legacy_dir / "checkpoints/gen/gen.json").read_bytes())
+    for step in (3, 12):
+        (ckpt / f"gen_{step}.h5").symlink_to(legacy_dir / "checkpoints/gen/gen_3.h5")
+    loaded = facedancer.load(ckpt / "gen.json")
+    assert loaded.weights == ckpt / "gen_12.h5"
+
+
+def test_native_generator_preset_c_has_the_original_parameter_count(legacy_dir):
+    from facedancer.nn import build_generator, preset
+
+    original = facedancer.load_model(legacy_dir / "facedancer_export.h5")
+    assert build_generator(preset("C")).count_params() == original.count_params()
+
+
+def test_original_nested_identity_model_reproduces_reference(legacy_dir, reference):
+    loaded = facedancer.load(legacy_dir / "identity_nested_small.h5", kind="identity")
+    embedding = np.asarray(loaded.model(reference["xs"]))
+    assert np.abs(embedding - reference["es"]).max() <= TOLERANCE
+    features = feature_model(loaded.model, ["block_5_add"])
+    emb, feat = (np.asarray(t) for t in features(reference["xs"]))
+    assert np.abs(emb - reference["es"]).max() <= TOLERANCE
+    assert np.abs(feat - reference["feat_block_5_add"]).max() <= TOLERANCE
+
+
+def test_legacy_model_resaves_as_native_keras(legacy_dir, reference, tmp_path):
+    model = facedancer.load_model(legacy_dir / "facedancer_export.h5")
+    model.save(tmp_path / "converted.keras")
+    again = facedancer.load_model(tmp_path / "converted.keras", kind="generator")
+    y = np.asarray(again([reference["x"], reference["z"]]))
+    assert np.abs(y - reference["y"]).max() <= TOLERANCE
+
+
+def _arcface_layout_model() -> keras.Model:
+    """An ArcFace-Res50-like model: layers[1] is a keras.applications ResNet50 backbone."""
+    backbone = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(112, 112, 3))
+    inputs = keras.Input((112, 112, 3))
+    x = backbone(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Dropout(0.4)(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(512)(x)
+    x = keras.layers.BatchNormalization()(x)
+    return keras.Model(inputs, x, name="ArcFaceLayout")
+
+
+@pytest.fixture(scope="module")
+def arcface_h5(tmp_path_factory):
+    model = _arcface_layout_model()
+    path = tmp_path_factory.mktemp("arcface") / "ArcFace-Res50.h5"
+    model.save(path)
+    return model, path
+
+
+def test_arcface_layout_h5_exposes_the_ifsr_blocks(arcface_h5):
+    original, path = arcface_h5
+    loaded = facedancer.load(path, kind="identity")
+    assert loaded.model.layers[1].name == original.layers[1].name
+    images = np.random.default_rng(3).uniform(0, 1, (2, 112, 112, 3)).astype("float32")
+    outputs = feature_model(loaded.model)(images)
+    assert len(outputs) == 1 + len(IFSR_BLOCKS)
+    np.testing.assert_allclose(np.asarray(outputs[0]), np.asarray(original(images)), atol=1e-5)
+    shapes = {name: tuple(o.shape) for name, o in zip(IFSR_BLOCKS, outputs[1:])}
+    assert shapes["conv4_block6_out"] == (2, 7, 7, 1024)
+    assert shapes["conv3_block1_out"] == (2, 14, 14, 512)
+    assert shapes["conv2_block3_out"] == (2, 28, 28, 256)
+    taps = keras.Model(original.layers[1].inputs[0], original.layers[1].get_layer("conv3_block2_out").output)
+    np.testing.assert_allclose(np.asarray(outputs[1 + IFSR_BLOCKS.index("conv3_block2_out")]),
+                               np.asarray(taps(images)), atol=1e-5)
+
+
+def test_feature_model_names_missing_blocks(legacy_dir):
+    model = facedancer.load_model(legacy_dir / "identity_nested_small.h5")
+    with pytest.raises(ValueError, match="conv4_block6_out"):
+        feature_model(model)
