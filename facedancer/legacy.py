@@ -175,12 +175,14 @@ def _build_functional(config: dict, source: str) -> keras.Model:
         if spec["class_name"] == "InputLayer":
             cfg = _convert_layer_config("InputLayer", keras.layers.InputLayer, spec["config"])
             shape = cfg.get("batch_shape")
-            outputs[(name, 0)] = keras.Input(
-                batch_shape=shape, dtype=cfg.get("dtype") or "float32", name=name
-            )
+            outputs[(name, 0)] = keras.Input(batch_shape=shape, dtype=cfg.get("dtype") or "float32", name=name)
 
-    pending = [(name, i, node) for name, spec in specs.items() if spec["class_name"] != "InputLayer"
-               for i, node in enumerate(_nodes(spec), start=_first_node_index(spec))]
+    pending = [
+        (name, i, node)
+        for name, spec in specs.items()
+        if spec["class_name"] != "InputLayer"
+        for i, node in enumerate(_nodes(spec), start=_first_node_index(spec))
+    ]
     while pending:
         progressed = False
         for item in list(pending):
@@ -204,9 +206,7 @@ def _build_functional(config: dict, source: str) -> keras.Model:
         return [tensor(r) for r in refs]
 
     ins, outs = endpoints("input_layers"), endpoints("output_layers")
-    return keras.Model(
-        ins[0] if len(ins) == 1 else ins, outs[0] if len(outs) == 1 else outs, name=config.get("name")
-    )
+    return keras.Model(ins[0] if len(ins) == 1 else ins, outs[0] if len(outs) == 1 else outs, name=config.get("name"))
 
 
 def _first_node_index(spec: dict) -> int:
@@ -305,14 +305,14 @@ def read_weight_groups(h5: h5py.File) -> dict[str, list[tuple[str, np.ndarray]]]
 
 def _strip(name: str, prefix: str) -> str:
     name = name.removesuffix(":0")
-    return name[len(prefix) + 1:] if name.startswith(prefix + "/") else name
+    return name[len(prefix) + 1 :] if name.startswith(prefix + "/") else name
 
 
 def _assign(layer: keras.layers.Layer, entries: list[tuple[str, np.ndarray]], source: str) -> None:
     if isinstance(layer, keras.Model):
         for sub in layer.layers:
             prefix = sub.name + "/"
-            _assign(sub, [(n[len(prefix):], v) for n, v in entries if n.startswith(prefix)], source)
+            _assign(sub, [(n[len(prefix) :], v) for n, v in entries if n.startswith(prefix)], source)
         return
     variables = layer.weights
     if len(variables) != len(entries):
@@ -323,11 +323,11 @@ def _assign(layer: keras.layers.Layer, entries: list[tuple[str, np.ndarray]], so
     short = [n.rsplit("/", 1)[-1].removesuffix(":0") for n, _ in entries]
     ours = [v.name.rsplit("/", 1)[-1] for v in variables]
     if len(set(ours)) == len(ours) and sorted(ours) == sorted(short):
-        by_name = dict(zip(short, (v for _, v in entries)))
+        by_name = dict(zip(short, (v for _, v in entries), strict=True))
         values = [by_name[n] for n in ours]
     else:
         values = [v for _, v in entries]
-    for var, value in zip(variables, values):
+    for var, value in zip(variables, values, strict=True):
         if tuple(var.shape) != tuple(value.shape):
             raise LegacyFormatError(
                 f"{source}: weight {layer.name}/{var.name} has shape {tuple(var.shape)} in the architecture "
@@ -352,8 +352,13 @@ def load_weights_into(model: keras.Model, weights_path: str | Path) -> None:
         raise LegacyFormatError(f"{source}: weights for layer(s) {extra[:5]} that the architecture does not have")
     for layer in model.layers:
         if layer.weights:
-            _assign(layer, groups[layer.name] if isinstance(layer, keras.Model)
-                    else [(_strip(n, layer.name), v) for n, v in groups[layer.name]], source)
+            _assign(
+                layer,
+                groups[layer.name]
+                if isinstance(layer, keras.Model)
+                else [(_strip(n, layer.name), v) for n, v in groups[layer.name]],
+                source,
+            )
 
 
 def load_legacy_h5(path: str | Path) -> tuple[keras.Model, str]:

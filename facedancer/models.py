@@ -146,9 +146,7 @@ def load(path: str | Path, weights: str | Path | None = None, kind: str | None =
         raise ModelFileError(f"{path}: cannot read this model file ({type(exc).__name__}: {exc})") from exc
     found = model_kind(model)
     if kind is not None and found != kind:
-        raise ModelFileError(
-            f"{path} is {KIND_DESCRIPTIONS[found]}, but {KIND_DESCRIPTIONS[kind]} is expected here"
-        )
+        raise ModelFileError(f"{path} is {KIND_DESCRIPTIONS[found]}, but {KIND_DESCRIPTIONS[kind]} is expected here")
     return LoadedModel(model=model, kind=found, format=fmt, path=path, weights=used_weights)
 
 

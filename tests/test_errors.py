@@ -54,8 +54,7 @@ def test_json_without_weights_beside_it(legacy_dir, tmp_path):
 
 def test_weights_of_another_model_are_refused(legacy_dir):
     with pytest.raises(ModelFileError, match=r"identity_nested_small\.h5: no weights for layer"):
-        facedancer.load_model(legacy_dir / "checkpoints/gen/gen.json",
-                              weights=legacy_dir / "identity_nested_small.h5")
+        facedancer.load_model(legacy_dir / "checkpoints/gen/gen.json", weights=legacy_dir / "identity_nested_small.h5")
 
 
 def test_wrong_kind_names_both_kinds(legacy_dir):
@@ -66,8 +65,9 @@ def test_wrong_kind_names_both_kinds(legacy_dir):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "facedancer.cli.main", *args],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "facedancer.cli.main", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_cli_user_errors_are_one_line_without_traceback(tmp_path):

@@ -92,13 +92,14 @@ def test_arcface_layout_h5_exposes_the_ifsr_blocks(arcface_h5):
     outputs = feature_model(loaded.model)(images)
     assert len(outputs) == 1 + len(IFSR_BLOCKS)
     np.testing.assert_allclose(np.asarray(outputs[0]), np.asarray(original(images)), atol=1e-5)
-    shapes = {name: tuple(o.shape) for name, o in zip(IFSR_BLOCKS, outputs[1:])}
+    shapes = {name: tuple(o.shape) for name, o in zip(IFSR_BLOCKS, outputs[1:], strict=True)}
     assert shapes["conv4_block6_out"] == (2, 7, 7, 1024)
     assert shapes["conv3_block1_out"] == (2, 14, 14, 512)
     assert shapes["conv2_block3_out"] == (2, 28, 28, 256)
     taps = keras.Model(original.layers[1].inputs[0], original.layers[1].get_layer("conv3_block2_out").output)
-    np.testing.assert_allclose(np.asarray(outputs[1 + IFSR_BLOCKS.index("conv3_block2_out")]),
-                               np.asarray(taps(images)), atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(outputs[1 + IFSR_BLOCKS.index("conv3_block2_out")]), np.asarray(taps(images)), atol=1e-5
+    )
 
 
 def test_feature_model_names_missing_blocks(legacy_dir):

@@ -45,8 +45,9 @@ def test_bad_configs_are_refused_with_the_reason():
 
 
 def test_native_keras_round_trip_is_exact(tmp_path):
-    config = GeneratorConfig(up_types=("d_affa", "do_affa", "affa", "add", "concat", "concat"),
-                             mapping_depth=3, mapping_size=256)
+    config = GeneratorConfig(
+        up_types=("d_affa", "do_affa", "affa", "add", "concat", "concat"), mapping_depth=3, mapping_size=256
+    )
     model = build_generator(config)
     path = tmp_path / "gen.keras"
     model.save(path)

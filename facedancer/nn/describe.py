@@ -32,9 +32,7 @@ def _fusion_type(tensor) -> str:
         return "affa"
     if isinstance(layer, keras.layers.Concatenate):
         return "concat"
-    if isinstance(layer, keras.layers.Add) and any(
-        isinstance(_producer(t), keras.layers.Add) for t in _inputs(layer)
-    ):
+    if isinstance(layer, keras.layers.Add) and any(isinstance(_producer(t), keras.layers.Add) for t in _inputs(layer)):
         return "add"
     return "no_skip"
 
@@ -55,7 +53,8 @@ def generator_config_of(model: keras.Model) -> GeneratorConfig | None:
             up_types=tuple(_fusion_type(t) for t in block_inputs[1:]),
             mapping_depth=len(dense),
             mapping_size=int(dense[-1].units) if dense else 512,
-            image_size=int(model.inputs[0].shape[1]) if len(model.inputs[0].shape) == 4
+            image_size=int(model.inputs[0].shape[1])
+            if len(model.inputs[0].shape) == 4
             else int(model.inputs[1].shape[1]),
         )
     except ValueError:

@@ -150,7 +150,7 @@ def build_generator(config: GeneratorConfig | None = None, name: str = "facedanc
     x = _res_up(x, z, DECODER_CHANNELS[0], "dec_bottleneck", upsample=False)
 
     # The fusion of block i happens at its input resolution, with the encoder feature of that size.
-    for i, (kind, channels) in enumerate(zip(config.up_types, DECODER_CHANNELS)):
+    for i, (kind, channels) in enumerate(zip(config.up_types, DECODER_CHANNELS, strict=False)):
         x_t = skips[-1 - i]
         x = _fuse(kind, x_t, x, f"dec_fuse{i + 1}_{kind}")
         x = _res_up(x, z, channels, f"dec_up{i + 1}")
