@@ -1,0 +1,30 @@
+"""Run an existing model at another precision (bf16/fp16 compute, float32 weights) without retraining."""
+
+from __future__ import annotations
+
+import keras
+
+from facedancer.nn.layers import custom_objects
+
+POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+def _set_policy(layer_configs: list, policy: str) -> None:
+    for spec in layer_configs:
+        config = spec.get("config", {})
+        if spec.get("class_name") in ("Functional", "Model", "Sequential"):
+            _set_policy(config.get("layers", []), policy)
+        elif spec.get("class_name") != "InputLayer" and "dtype" in config:
+            config["dtype"] = policy
+
+
+def with_dtype_policy(model: keras.Model, policy: str) -> keras.Model:
+    """A copy of functional `model` whose layers compute under `policy`; same weights."""
+    if policy not in POLICIES:
+        raise ValueError(f"precision policy must be one of {POLICIES}, got {policy!r}")
+    config = model.get_config()
+    _set_policy(config["layers"], policy)
+    with keras.saving.custom_object_scope(custom_objects()):
+        clone = model.__class__.from_config(config)
+    clone.set_weights(model.get_weights())
+    return clone
