@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tarfile
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 LEGACY_ARCHIVE = "legacy_facedancer_c.tar.gz"
 
 
@@ -36,3 +38,22 @@ def reference(legacy_dir):
 
     with np.load(legacy_dir / "reference.npz") as data:
         return {k: data[k] for k in data.files}
+
+
+@pytest.fixture(scope="session")
+def photos() -> Path:
+    """Folder of real face photos (obama*.jpg, biden.jpg), fetched from PyPI once and cached."""
+    from photos import photo_dir
+
+    try:
+        return photo_dir()
+    except Exception as exc:  # no registry reachable: a user's offline machine
+        pytest.skip(f"test photos unavailable (pip download of face_recognition==1.3.0 failed: {exc})")
+
+
+@pytest.fixture(scope="session")
+def detector():
+    from facedancer.detection import RetinaFaceDetector
+
+    return RetinaFaceDetector()
+

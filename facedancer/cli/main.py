@@ -12,9 +12,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from facedancer.cli import info
+from facedancer.cli import align, info
+from facedancer.cli.common import apply_device
 
-SUBCOMMANDS = (info,)
+SUBCOMMANDS = (info, align)
 EXIT_USER_ERROR = 1
 EXIT_INTERRUPTED = 130
 
@@ -72,6 +73,7 @@ def quiet_tensorflow_import() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    apply_device(args)
     if not args.verbose:
         quiet_tensorflow_import()
     return run_command(args.func, args)

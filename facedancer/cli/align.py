@@ -1,0 +1,61 @@
+"""`facedancer align` (also dataset/crop_align.py): detect and align the faces of a photo dataset."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from facedancer.cli.common import add_device_flag
+
+log = logging.getLogger("facedancer.align")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "align",
+        help="detect and align faces of a dataset (DATASET/identity/image) into aligned PNG crops",
+        description="Detect faces with RetinaFace, align them to the ArcFace 5-point template, and write "
+        "PNG crops under --target_dir with the same relative paths. Re-running resumes: existing crops "
+        "and files the last run skipped (with the same options) are not processed again.",
+    )
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data_dir", required=True, help="input tree DATASET/identity/image (a flat folder works too)")
+    p.add_argument("--target_dir", required=True, help="output folder for the aligned PNG crops and the report")
+    p.add_argument("--im_size", type=int, default=256, help="side of the aligned square crop in pixels (256)")
+    p.add_argument("--min_size", type=int, default=128,
+                   help="skip faces whose box is smaller than this many pixels in the photo (128)")
+    p.add_argument("--shrink_factor", type=float, default=1.0,
+                   help="template scale; below 1 keeps more background around the face (1.0)")
+    p.add_argument("--faces", choices=("largest", "all", "skip-multi"), default="largest",
+                   help="which faces to keep when a photo has several: the largest, all (name_0, name_1 …), "
+                   "or skip such photos (largest)")
+    p.add_argument("--score", type=float, default=0.9,
+                   help="minimum detection score, 0.5..1; the detector itself drops faces below 0.5 (0.9)")
+    p.add_argument("--max_side", type=int, default=640,
+                   help="detect on a copy downscaled so its longer side is at most this (640; 0: full size)")
+    p.add_argument("--workers", type=int, default=2, help="threads decoding photos ahead of detection (2)")
+    add_device_flag(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from facedancer.align_dataset import AlignOptions, align_dataset
+
+    options = AlignOptions(
+        im_size=args.im_size,
+        min_size=args.min_size,
+        shrink_factor=args.shrink_factor,
+        faces=args.faces,
+        score=args.score,
+        max_side=args.max_side,
+        workers=args.workers,
+    )
+    summary = align_dataset(args.data_dir, args.target_dir, options)
+    counts = summary.counts()
+    log.info("done: %s", ", ".join(f"{k.replace('_', '-')} {v}" for k, v in counts.items()))
+    if summary.skipped:
+        log.info("skipped files and reasons: %s/crop_align_skipped.csv", args.target_dir)
+    return 0

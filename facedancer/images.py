@@ -1,0 +1,66 @@
+"""Reading any photo as 8-bit RGB, and writing images without leaving half-written files."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from facedancer.errors import FaceDancerError
+
+
+class ImageReadError(FaceDancerError):
+    """A file that cannot be read as an image (corrupt, truncated, not an image)."""
+
+
+def _to_rgb8(image) -> np.ndarray:
+    """PIL image of any mode (CMYK, greyscale, palette, alpha, 16/32-bit) -> HxWx3 uint8 RGB."""
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or array.max() > 255 else 255.0
+        if mode == "F" and array.max() <= 1.0:
+            top = 1.0
+        array = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(array[:, :, None], 3, axis=2)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float64)
+        alpha = rgba[:, :, 3:] / 255.0
+        return (rgba[:, :, :3] * alpha + 0.5).astype(np.uint8)  # transparent pixels become black
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An HxWx3 uint8 RGB array, upright as the camera's EXIF orientation says."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                image = ImageOps.exif_transpose(image)
+                return _to_rgb8(image)
+    except FileNotFoundError as exc:
+        raise ImageReadError(f"{path}: file not found") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageReadError(f"{path}: not an image file") from exc
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise ImageReadError(f"{path}: unreadable image ({exc})") from exc
+
+
+def write_image(path: str | Path, image: np.ndarray) -> None:
+    """Write an RGB uint8 image (format from the suffix) under a temporary name, then rename it."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        Image.fromarray(np.ascontiguousarray(image)).save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
