@@ -109,8 +109,9 @@ def _select(faces: list, mode: str) -> list:
     return faces
 
 
-def align_dataset(data_dir: str | Path, target_dir: str | Path, options: AlignOptions,
-                  detector=None, progress: bool = True) -> AlignSummary:
+def align_dataset(
+    data_dir: str | Path, target_dir: str | Path, options: AlignOptions, detector=None, progress: bool = True
+) -> AlignSummary:
     """Align every face photo below data_dir into target_dir; returns counts and the skipped files."""
     from tqdm import tqdm
 
@@ -139,8 +140,11 @@ def align_dataset(data_dir: str | Path, target_dir: str | Path, options: AlignOp
         else:
             todo.append(path)
     if summary.already_done or known_skips:
-        log.info("resuming: %d photos already aligned, %d skipped by the last run with these options",
-                 summary.already_done, len(summary.skipped))
+        log.info(
+            "resuming: %d photos already aligned, %d skipped by the last run with these options",
+            summary.already_done,
+            len(summary.skipped),
+        )
 
     bar = tqdm(total=len(todo), unit="img", desc="aligning", disable=not progress)
     for path, future in _prefetch(read_image, todo, options.workers):
@@ -162,8 +166,9 @@ def align_dataset(data_dir: str | Path, target_dir: str | Path, options: AlignOp
             if not chosen:
                 summary.skip(path, "too-small", f"largest face {faces[0].size:.0f}px < --min_size {options.min_size}")
             else:
-                for out, face in zip(output_paths(target_dir, relative, len(chosen), options.faces), chosen,
-                                     strict=True):
+                for out, face in zip(
+                    output_paths(target_dir, relative, len(chosen), options.faces), chosen, strict=True
+                ):
                     crop, _ = align(image, face.landmarks, options.im_size, options.shrink_factor)
                     write_image(out, crop)
                     summary.written += 1
@@ -199,4 +204,3 @@ def write_report(target_dir: Path, summary: AlignSummary, options: AlignOptions)
         writer.writeheader()
         writer.writerows(summary.skipped)
     os.replace(tmp, target_dir / REPORT_CSV)
-

@@ -79,8 +79,9 @@ def warp(image: np.ndarray, matrix: np.ndarray, size: int | tuple[int, int], bor
     return cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=mode[border])
 
 
-def align(image: np.ndarray, landmarks: np.ndarray, size: int = 256, shrink_factor: float = 1.0,
-          border: str = "constant") -> tuple[np.ndarray, np.ndarray]:
+def align(
+    image: np.ndarray, landmarks: np.ndarray, size: int = 256, shrink_factor: float = 1.0, border: str = "constant"
+) -> tuple[np.ndarray, np.ndarray]:
     """Aligned size x size crop of the face with these five landmarks, and the matrix that made it."""
     matrix = alignment_matrix(landmarks, size, shrink_factor)
     return warp(image, matrix, size, border), matrix

@@ -115,8 +115,9 @@ class RetinaFaceDetector:
             raise FaceDancerError(f"RetinaFace graph not found: {self.graph_path}")
         self._fn = _load_graph(self.graph_path)
 
-    def detect(self, image_rgb: np.ndarray, score: float = GRAPH_FLOOR,
-               max_side: int | None = DEFAULT_MAX_SIDE) -> list[Face]:
+    def detect(
+        self, image_rgb: np.ndarray, score: float = GRAPH_FLOOR, max_side: int | None = DEFAULT_MAX_SIDE
+    ) -> list[Face]:
         """Faces in `image_rgb` (HxWx3, 0..255) with score >= `score`, largest first.
 
         Detection runs on a copy whose longer side is at most `max_side` (None: full size); the

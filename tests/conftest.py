@@ -56,4 +56,3 @@ def detector():
     from facedancer.detection import RetinaFaceDetector
 
     return RetinaFaceDetector()
-

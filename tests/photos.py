@@ -36,7 +36,9 @@ def photo_dir() -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
             [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:", PACKAGE, "-d", tmp],
-            check=True, capture_output=True, timeout=300,
+            check=True,
+            capture_output=True,
+            timeout=300,
         )
         archive = next(Path(tmp).glob("face_recognition-*.tar.gz"))
         with tarfile.open(archive) as tar:

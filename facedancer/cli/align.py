@@ -26,17 +26,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data_dir", required=True, help="input tree DATASET/identity/image (a flat folder works too)")
     p.add_argument("--target_dir", required=True, help="output folder for the aligned PNG crops and the report")
     p.add_argument("--im_size", type=int, default=256, help="side of the aligned square crop in pixels (256)")
-    p.add_argument("--min_size", type=int, default=128,
-                   help="skip faces whose box is smaller than this many pixels in the photo (128)")
-    p.add_argument("--shrink_factor", type=float, default=1.0,
-                   help="template scale; below 1 keeps more background around the face (1.0)")
-    p.add_argument("--faces", choices=("largest", "all", "skip-multi"), default="largest",
-                   help="which faces to keep when a photo has several: the largest, all (name_0, name_1 …), "
-                   "or skip such photos (largest)")
-    p.add_argument("--score", type=float, default=0.9,
-                   help="minimum detection score, 0.5..1; the detector itself drops faces below 0.5 (0.9)")
-    p.add_argument("--max_side", type=int, default=640,
-                   help="detect on a copy downscaled so its longer side is at most this (640; 0: full size)")
+    p.add_argument(
+        "--min_size",
+        type=int,
+        default=128,
+        help="skip faces whose box is smaller than this many pixels in the photo (128)",
+    )
+    p.add_argument(
+        "--shrink_factor",
+        type=float,
+        default=1.0,
+        help="template scale; below 1 keeps more background around the face (1.0)",
+    )
+    p.add_argument(
+        "--faces",
+        choices=("largest", "all", "skip-multi"),
+        default="largest",
+        help="which faces to keep when a photo has several: the largest, all (name_0, name_1 …), "
+        "or skip such photos (largest)",
+    )
+    p.add_argument(
+        "--score",
+        type=float,
+        default=0.9,
+        help="minimum detection score, 0.5..1; the detector itself drops faces below 0.5 (0.9)",
+    )
+    p.add_argument(
+        "--max_side",
+        type=int,
+        default=640,
+        help="detect on a copy downscaled so its longer side is at most this (640; 0: full size)",
+    )
     p.add_argument("--workers", type=int, default=2, help="threads decoding photos ahead of detection (2)")
     add_device_flag(p)
 

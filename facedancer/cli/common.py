@@ -7,8 +7,9 @@ import os
 
 
 def add_device_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device_id", type=int, default=None,
-                   help="GPU index to use (sets CUDA_VISIBLE_DEVICES); -1 forces the CPU")
+    p.add_argument(
+        "--device_id", type=int, default=None, help="GPU index to use (sets CUDA_VISIBLE_DEVICES); -1 forces the CPU"
+    )
 
 
 def apply_device(args: argparse.Namespace) -> None:

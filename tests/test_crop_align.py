@@ -1,0 +1,97 @@
+"""dataset/crop_align.py on a small real tree: good photos aligned, bad ones reported, resume is a no-op."""
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facedancer.images import read_image
+
+REPO_SCRIPT = "dataset/crop_align.py"
+
+
+@pytest.fixture(scope="module")
+def tree(photos, tmp_path_factory):
+    root = tmp_path_factory.mktemp("dataset")
+    (root / "obama").mkdir()
+    (root / "biden").mkdir()
+    shutil.copy(photos / "obama.jpg", root / "obama" / "a.jpg")
+    shutil.copy(photos / "obama3.jpg", root / "obama" / "b.jpg")
+    shutil.copy(photos / "biden.jpg", root / "biden" / "a.jpg")
+    face = Image.open(photos / "obama2.jpg")
+    face.convert("CMYK").save(root / "obama" / "cmyk.jpg")
+    face.convert("L").save(root / "obama" / "grey.png")
+    Image.fromarray(np.asarray(face.convert("L")).astype(np.uint16) * 257).save(root / "obama" / "deep16.png")
+    face.convert("RGBA").save(root / "obama" / "alpha.png")
+    (root / "obama" / "broken.jpg").write_bytes((photos / "obama.jpg").read_bytes()[:5000])
+    (root / "biden" / "notes.txt").write_text("a text file among the photos")
+    face.resize((50, 96)).save(root / "biden" / "tiny.jpg")
+    Image.fromarray(np.full((300, 300, 3), 90, np.uint8)).save(root / "biden" / "wall.png")
+    return root
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, REPO_SCRIPT, *args], capture_output=True, text=True, timeout=600)
+
+
+def test_cli_aligns_good_photos_and_reports_the_rest(tree, tmp_path):
+    out = tmp_path / "aligned"
+    result = _run("--data_dir", str(tree), "--target_dir", str(out), "--im_size", "128", "--min_size", "64")
+    assert result.returncode == 0, result.stderr
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
+    assert written == [
+        "biden/a.png",
+        "obama/a.png",
+        "obama/alpha.png",
+        "obama/b.png",
+        "obama/cmyk.png",
+        "obama/deep16.png",
+        "obama/grey.png",
+    ]
+    for path in out.rglob("*.png"):
+        assert read_image(path).shape == (128, 128, 3)
+    with open(out / "crop_align_skipped.csv") as f:
+        reasons = {row["path"].split("/")[-1]: row["reason"] for row in csv.DictReader(f)}
+    assert reasons == {
+        "broken.jpg": "unreadable",
+        "notes.txt": "unreadable",
+        "tiny.jpg": "too-small",
+        "wall.png": "no-face",
+    }
+    counts = json.loads((out / "crop_align_report.json").read_text())["counts"]
+    assert counts["written"] == 7 and counts["unreadable"] == 2 and counts["too_small"] == 1
+    assert "written 7" in result.stderr
+
+    # A second run is a no-op: nothing decoded, nothing rewritten.
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
+    again = _run("--data_dir", str(tree), "--target_dir", str(out), "--im_size", "128", "--min_size", "64")
+    assert again.returncode == 0, again.stderr
+    assert "processed 0" in again.stderr and "written 0" in again.stderr
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.png")} == stamps
+
+
+def test_faces_all_writes_one_crop_per_face(photos, tmp_path):
+    import cv2
+
+    group = np.full((620, 900, 3), 200, np.uint8)
+    group[20:588, 10:465] = cv2.resize(read_image(photos / "obama.jpg"), (455, 568))
+    group[15:605, 600:860] = cv2.resize(read_image(photos / "biden.jpg"), (260, 590))
+    data = tmp_path / "flat"
+    data.mkdir()
+    Image.fromarray(group).save(data / "group.png")
+    for mode, expected in [("all", ["group_0.png", "group_1.png"]), ("skip-multi", []), ("largest", ["group.png"])]:
+        out = tmp_path / mode
+        result = _run("--data_dir", str(data), "--target_dir", str(out), "--faces", mode, "--min_size", "64")
+        assert result.returncode == 0, result.stderr
+        assert sorted(p.name for p in out.glob("*.png")) == expected
+
+
+def test_missing_data_dir_is_one_line_and_exit_1(tmp_path):
+    result = _run("--data_dir", str(tmp_path / "nope"), "--target_dir", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert "nope is not a folder" in result.stderr and "Traceback" not in result.stderr
