@@ -70,8 +70,10 @@ def main() -> None:
                 if run:  # the first run warms the detector up
                     rates.append(args.images / elapsed)
             assert summary.written == args.images, summary.counts()
-            print(f"{size[0]}x{size[1]}: {statistics.median(rates):.1f} images/s "
-                  f"(runs: {', '.join(f'{r:.1f}' for r in rates)})")
+            print(
+                f"{size[0]}x{size[1]}: {statistics.median(rates):.1f} images/s "
+                f"(runs: {', '.join(f'{r:.1f}' for r in rates)})"
+            )
 
 
 if __name__ == "__main__":

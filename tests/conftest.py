@@ -56,3 +56,21 @@ def detector():
     from facedancer.detection import RetinaFaceDetector
 
     return RetinaFaceDetector()
+
+
+@pytest.fixture(scope="session")
+def aligned_tree(photos, detector, tmp_path_factory) -> Path:
+    """Aligned 256² crops of the real photos: obama/ (5 photos), biden/ (1), astronaut/ (1)."""
+    from photos import OBAMA, astronaut
+
+    from facedancer.alignment import align
+    from facedancer.images import read_image, write_image
+
+    root = tmp_path_factory.mktemp("aligned")
+    sources = [("obama", name, read_image(photos / name)) for name in OBAMA]
+    sources += [("biden", "biden.jpg", read_image(photos / "biden.jpg")), ("astronaut", "a.png", astronaut())]
+    for identity, name, image in sources:
+        face = detector.detect(image)[0]
+        crop, _ = align(image, face.landmarks, 256)
+        write_image(root / identity / (Path(name).stem + ".png"), crop)
+    return root

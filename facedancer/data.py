@@ -1,0 +1,199 @@
+"""The training input pipeline: shards -> batches of (target, source, same) for the GAN step.
+
+`same` is 1.0 where the source is the target itself (a self-reconstruction pair, which the
+reconstruction and perceptual losses use). Images are float32 in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from facedancer.errors import FaceDancerError
+from facedancer.shards import check_framing
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    batch_size: int = 10
+    image_size: int = 256
+    same_ratio: float = 0.2
+    same_identity_ratio: float = 0.0
+    augment: bool = True
+    brightness: float = 0.3
+    contrast: tuple[float, float] = (0.9, 1.1)
+    saturation: tuple[float, float] = (0.9, 1.1)
+    shuffle_buffer: int = 1000
+    repeat: bool = True
+    seed: int | None = None
+    check_shards: bool = True
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise FaceDancerError(f"batch size must be at least 1, got {self.batch_size}")
+        for name in ("same_ratio", "same_identity_ratio"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise FaceDancerError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+
+
+def resolve_shards(patterns: str | list[str]) -> list[str]:
+    """Sorted shard files matching one or several globs (comma-separated allowed)."""
+    if isinstance(patterns, str):
+        patterns = [p for p in patterns.split(",") if p.strip()]
+    files = sorted({f for p in patterns for f in globlib.glob(str(Path(p.strip()).expanduser()))})
+    if not files:
+        raise FaceDancerError(f"no shard files match {', '.join(patterns)}")
+    return files
+
+
+def _parse(record):
+    import tensorflow as tf
+
+    features = tf.io.parse_single_example(
+        record,
+        {
+            "face": tf.io.FixedLenFeature([], tf.string),
+            "label": tf.io.FixedLenFeature([], tf.int64, default_value=-1),
+        },
+    )
+    return features["face"], features["label"]
+
+
+def _decode(face_bytes, size: int):
+    import tensorflow as tf
+
+    image = tf.io.decode_image(face_bytes, channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    image = tf.image.resize(tf.cast(image, tf.float32) / 255.0, [size, size], antialias=True)
+    return tf.clip_by_value(image, 0.0, 1.0)
+
+
+def _augment(image, seed, options: PipelineOptions):
+    """The original's colour jitter, stateless so a seed reproduces it."""
+    import tensorflow as tf
+
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    image = tf.image.stateless_random_brightness(image, options.brightness, seeds[0])
+    image = tf.image.stateless_random_contrast(image, *options.contrast, seeds[1])
+    image = tf.image.stateless_random_saturation(image, *options.saturation, seeds[2])
+    return tf.clip_by_value(image, 0.0, 1.0)
+
+
+def _records(files: list[str], options: PipelineOptions, stream: int):
+    """An endless (or single-pass) stream of (encoded face, label); `stream` decorrelates the copies."""
+    import tensorflow as tf
+
+    seed = None if options.seed is None else options.seed * 1000 + stream
+    deterministic = options.seed is not None
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if options.repeat:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=min(len(files), 8),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=deterministic,
+    )
+    # A single pass (validation) keeps targets in file order but still shuffles the sources, so that
+    # target/source pairs are not all self pairs.
+    if (options.repeat or stream == 1) and options.shuffle_buffer > 1:
+        ds = ds.shuffle(options.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    return ds.map(_parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+
+
+def _seeds(options: PipelineOptions, stream: int, per_element: int):
+    """Per-element stateless seeds: shape (per_element, 2) int32, reproducible under options.seed."""
+    import tensorflow as tf
+
+    seed = None if options.seed is None else options.seed * 1000 + 500 + stream
+    return tf.data.Dataset.random(seed=seed).batch(2).map(lambda r: tf.cast(r % 2**31, tf.int32)).batch(per_element)
+
+
+def _load(face, seed, options: PipelineOptions):
+    image = _decode(face, options.image_size)
+    return _augment(image, seed, options) if options.augment else image
+
+
+def _images(files: list[str], options: PipelineOptions, stream: int):
+    """Decoded, augmented images in [0, 1]."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.zip((_records(files, options, stream), _seeds(options, stream, 1)))
+    return ds.map(
+        lambda rec, seed: _load(rec[0], seed[0], options),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=options.seed is not None,
+    )
+
+
+def _same_identity_pairs(files: list[str], options: PipelineOptions):
+    """(target, source): two different images of one identity, paired within a shuffle window by label."""
+    import tensorflow as tf
+
+    records = _records(files, options, stream=2).filter(lambda face, label: label >= 0)
+    pairs = records.group_by_window(
+        key_func=lambda face, label: label,
+        reduce_func=lambda key, window: window.batch(2, drop_remainder=True),
+        window_size=2,
+    ).filter(lambda faces, labels: faces[0] != faces[1])
+    ds = tf.data.Dataset.zip((pairs, _seeds(options, 2, 2)))
+    return ds.map(
+        lambda pair, seeds: (_load(pair[0][0], seeds[0], options), _load(pair[0][1], seeds[1], options)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=options.seed is not None,
+    )
+
+
+def _check_identity_pairs_possible(files: list[str]) -> None:
+    """Same-identity pairs need an identity with two images; the index JSON beside our shards tells."""
+    import json
+
+    for index in sorted({p for f in files for p in Path(f).parent.glob("*_index.json")}):
+        try:
+            splits = json.loads(index.read_text()).get("splits", {})
+        except (OSError, ValueError):
+            continue
+        counts = [v["count"] for split in splits.values() for v in split.get("identities", {}).values()]
+        if counts and max(counts) >= 2:
+            return
+        if counts:
+            raise FaceDancerError(f"same-identity pairs need an identity with two or more images; {index} has none")
+
+
+def make_dataset(patterns: str | list[str], options: PipelineOptions | None = None):
+    """tf.data.Dataset of (target, source, same) batches from TFRecord shards (ours or the original's)."""
+    import tensorflow as tf
+
+    options = options or PipelineOptions()
+    files = resolve_shards(patterns)
+    if options.check_shards:
+        for f in files:
+            check_framing(f)
+    pairs = tf.data.Dataset.zip((_images(files, options, 0), _images(files, options, 1)))
+    if options.same_identity_ratio > 0:
+        _check_identity_pairs_possible(files)
+        weights = [1.0 - options.same_identity_ratio, options.same_identity_ratio]
+        pairs = tf.data.Dataset.sample_from_datasets(
+            [pairs, _same_identity_pairs(files, options)],
+            weights=weights,
+            seed=options.seed,
+            stop_on_empty_dataset=False,
+        )
+    pairs = pairs.batch(options.batch_size, drop_remainder=options.repeat)
+    flag_seed = options.seed if options.seed is not None else None
+    flags = tf.data.Dataset.random(seed=flag_seed).map(lambda r: tf.cast(r % 2**31, tf.float32) / 2.0**31)
+    flags = flags.batch(options.batch_size)
+
+    def pair_up(batch, uniform):
+        target, source = batch
+        n = tf.shape(target)[0]
+        same = uniform[:n] < options.same_ratio
+        # At least one self pair per batch, as the original's trainer needs for its reconstruction loss.
+        same = tf.logical_or(same, tf.logical_and(tf.logical_not(tf.reduce_any(same)), tf.range(n) == 0))
+        source = tf.where(same[:, None, None, None], target, source)
+        to_unit = lambda x: x * 2.0 - 1.0  # noqa: E731
+        return to_unit(target), to_unit(source), tf.cast(same, tf.float32)
+
+    ds = tf.data.Dataset.zip((pairs, flags)).map(pair_up, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
