@@ -60,8 +60,10 @@ def main() -> None:
             start = time.perf_counter()
             write_shards(data, out, ShardOptions(data_name="bench", images_per_shard=100), progress=False)
             rates.append(args.images / (time.perf_counter() - start))
-        print(f"sharding: {statistics.median(rates):.0f} images/s (validate + write; runs "
-              f"{', '.join(f'{r:.0f}' for r in rates)}), {os.cpu_count()} cores")
+        print(
+            f"sharding: {statistics.median(rates):.0f} images/s (validate + write; runs "
+            f"{', '.join(f'{r:.0f}' for r in rates)}), {os.cpu_count()} cores"
+        )
 
         pattern = str(Path(tmp) / "shards0" / "bench_train_*-of-*.records")
         rates = []
@@ -74,9 +76,11 @@ def main() -> None:
             for _ in range(args.batches):
                 next(iterator)
             rates.append(args.batches / (time.perf_counter() - start))
-        print(f"pipeline: {statistics.median(rates):.1f} batches/s at batch {args.batch_size}, 256² "
-              f"(= {statistics.median(rates) * args.batch_size * 2:.0f} decoded images/s; runs "
-              f"{', '.join(f'{r:.1f}' for r in rates)})")
+        print(
+            f"pipeline: {statistics.median(rates):.1f} batches/s at batch {args.batch_size}, 256² "
+            f"(= {statistics.median(rates) * args.batch_size * 2:.0f} decoded images/s; runs "
+            f"{', '.join(f'{r:.1f}' for r in rates)})"
+        )
 
 
 if __name__ == "__main__":

@@ -8,21 +8,9 @@ from __future__ import annotations
 
 import keras
 
+from facedancer.ifsr import IFSR_BLOCKS
+
 IDENTITY_INPUT_SIZE = 112
-# The order of the published IFSR margins (arcface_model/), deepest block first.
-IFSR_BLOCKS: tuple[str, ...] = (
-    "conv4_block6_out",
-    "conv4_block5_out",
-    "conv4_block4_out",
-    "conv4_block3_out",
-    "conv4_block2_out",
-    "conv4_block1_out",
-    "conv3_block4_out",
-    "conv3_block3_out",
-    "conv3_block2_out",
-    "conv3_block1_out",
-    "conv2_block3_out",
-)
 
 
 def _single(tensors: list):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import layers
 
@@ -21,12 +23,16 @@ def _block(x, channels: int, name: str):
 
 
 def build_discriminator(image_size: int = 256, name: str = "facedancer_discriminator") -> keras.Model:
-    """D(image in [-1, 1]) -> (batch, 1, 1, 1) realness logit (before softplus)."""
-    if image_size != 4 * 2 ** len(CHANNELS):
-        raise ValueError(f"the discriminator is built for {4 * 2 ** len(CHANNELS)}² images, got {image_size}")
+    """D(image in [-1, 1]) -> (batch, 1, 1, 1) realness logit (before softplus).
+
+    At 256² it has the original's six down blocks; smaller powers of two drop the first ones.
+    """
+    blocks = int(math.log2(image_size)) - 2 if image_size > 0 else 0
+    if image_size < 16 or 4 * 2**blocks != image_size or blocks > len(CHANNELS):
+        raise ValueError(f"the discriminator needs a power-of-two image size from 16 to 256, got {image_size}")
     image = keras.Input((image_size, image_size, 3), name="image")
     x = layers.Conv2D(64, 3, padding="same", name="stem")(image)
-    for i, channels in enumerate(CHANNELS):
+    for i, channels in enumerate(CHANNELS[len(CHANNELS) - blocks :]):
         x = _block(x, channels, f"down{i + 1}")
     x = layers.Conv2D(512, 4, padding="valid", name="head_conv")(x)
     x = layers.LeakyReLU(0.2, name="head_act")(x)

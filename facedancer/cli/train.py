@@ -1,0 +1,223 @@
+"""`facedancer train` (also train/train.py): train FaceDancer with TensorBoard logs and checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import signal
+from pathlib import Path
+
+from facedancer.cli.common import add_device_flag
+from facedancer.errors import FaceDancerError
+
+log = logging.getLogger("facedancer.train")
+
+
+def comma_list(kind=str):
+    def parse(text: str) -> list:
+        try:
+            return [kind(item.strip()) for item in text.split(",") if item.strip()]
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}: {text}") from exc
+
+    return parse
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train FaceDancer (TensorBoard logs, checkpoints, resume, export)",
+        description="Train the FaceDancer generator and discriminator on TFRecord shards. Each run gets a "
+        "folder LOG_DIR/NNNNN-LOG_NAME holding options.json, TensorBoard logs (logs/), checkpoints and exports.",
+    )
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from facedancer.train_options import TrainOptions
+
+    d = TrainOptions()
+    g = p.add_argument_group("data")
+    g.add_argument(
+        "--data_dir",
+        required=True,
+        help="training shard glob(s), comma-separated, e.g. 'shards/faces_train_*-of-*.records'",
+    )
+    g.add_argument("--eval_dir", help="validation shard glob(s) for the Val/ metrics and image grids")
+    g.add_argument("--batch_size", type=int, default=d.batch_size, help=f"global batch size ({d.batch_size})")
+    g.add_argument("--image_size", type=int, default=d.image_size, help=f"training resolution ({d.image_size})")
+    g.add_argument(
+        "--same_ratio",
+        type=float,
+        default=d.same_ratio,
+        help=f"share of self pairs (source = target), at least one per batch ({d.same_ratio})",
+    )
+    g.add_argument(
+        "--same_identity_ratio",
+        type=float,
+        default=d.same_identity_ratio,
+        help="share of pairs of two images of one identity, from the shard labels (0)",
+    )
+    g.add_argument("--shuffle_buffer", type=int, default=d.shuffle_buffer, help="shuffle buffer in records")
+
+    g = p.add_argument_group("models")
+    g.add_argument(
+        "--arcface_path",
+        default=d.arcface_path,
+        help=f"identity encoder (ArcFace-Res50.h5; see arcface_model/README.md) ({d.arcface_path})",
+    )
+    g.add_argument("--config", help="generator preset (C); overrides --up_types/--mapping_*")
+    g.add_argument(
+        "--up_types",
+        type=comma_list(),
+        default=d.up_types,
+        help="decoder fusion types, 6 comma-separated: no_skip, concat, add, affa, d_affa, do_affa",
+    )
+    g.add_argument("--mapping_depth", type=int, default=d.mapping_depth, help="identity mapping layers (4)")
+    g.add_argument("--mapping_size", type=int, default=d.mapping_size, help="identity mapping width (512)")
+    g.add_argument("--init_from", help="fine-tune from a generator file (e.g. a published FaceDancer .h5)")
+    g.add_argument(
+        "--perceptual_weights", help="Keras VGG16 notop ImageNet .h5 for the perceptual loss (default: Keras' cache)"
+    )
+
+    g = p.add_argument_group("losses and optimisation")
+    g.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate ({d.lr})")
+    g.add_argument(
+        "--lr_decay",
+        type=float,
+        default=d.lr_decay,
+        help=f"exponential decay factor per --lr_decay_steps ({d.lr_decay})",
+    )
+    g.add_argument("--lr_decay_steps", type=int, default=d.lr_decay_steps, help=f"({d.lr_decay_steps})")
+    g.add_argument("--r_lambda", type=float, default=d.r_lambda, help=f"reconstruction weight ({d.r_lambda})")
+    g.add_argument("--p_lambda", type=float, default=d.p_lambda, help=f"perceptual weight; 0: no VGG ({d.p_lambda})")
+    g.add_argument("--i_lambda", type=float, default=d.i_lambda, help=f"identity weight ({d.i_lambda})")
+    g.add_argument("--c_lambda", type=float, default=d.c_lambda, help=f"cycle weight ({d.c_lambda})")
+    g.add_argument("--ifsr_lambda", type=float, default=d.ifsr_lambda, help=f"IFSR weight; 0: off ({d.ifsr_lambda})")
+    g.add_argument("--ifsr_scale", type=float, default=d.ifsr_scale, help=f"margin multiplier ({d.ifsr_scale})")
+    g.add_argument(
+        "--ifsr_margin",
+        type=comma_list(float),
+        help="IFSR margins, comma-separated, one per --ifsr_blocks (default: the published ones)",
+    )
+    g.add_argument("--ifsr_margins_file", help="IFSR margins JSON (from `facedancer ifsr-margins`)")
+    g.add_argument(
+        "--ifsr_blocks",
+        type=comma_list(),
+        default=d.ifsr_blocks,
+        help="identity-encoder blocks IFSR compares (default: the 11 published ResNet50 blocks)",
+    )
+    g.add_argument("--p_blocks", type=comma_list(), default=d.p_blocks, help="VGG16 blocks of the perceptual loss")
+    g.add_argument("--r1_gamma", type=float, default=d.r1_gamma, help=f"R1 gamma; weight is gamma/2 ({d.r1_gamma})")
+
+    g = p.add_argument_group("run")
+    g.add_argument("--log_dir", default=d.log_dir, help=f"parent of the run folders ({d.log_dir})")
+    g.add_argument("--log_name", default=d.log_name, help=f"run name ({d.log_name})")
+    g.add_argument("--chkp_dir", help="checkpoint folder (default: RUN/checkpoints)")
+    g.add_argument("--keep_checkpoints", type=int, default=d.keep_checkpoints, help="checkpoints kept (5)")
+    g.add_argument(
+        "--resume",
+        nargs="?",
+        const="latest",
+        metavar="RUN_DIR",
+        help="continue the latest run named --log_name (or RUN_DIR) from its last checkpoint",
+    )
+    g.add_argument("--load", type=int, metavar="STEP", help="with --resume: restore the checkpoint at STEP")
+    g.add_argument("--max_steps", type=int, default=d.max_steps, help=f"stop at this global step ({d.max_steps})")
+    g.add_argument("--seed", type=int, default=d.seed, help="seed of weights, data order and augmentation (0)")
+    g.add_argument("--log_every", type=int, default=d.log_every, help="steps between scalar summaries (10)")
+    g.add_argument("--image_every", type=int, default=d.image_every, help="steps between image grids (500)")
+    g.add_argument("--ckpt_every", type=int, default=d.ckpt_every, help="steps between checkpoints (1000)")
+    g.add_argument("--eval_every", type=int, default=d.eval_every, help="steps between validations (1000)")
+    g.add_argument("--eval_batches", type=int, default=d.eval_batches, help="validation batches (4)")
+    g.add_argument(
+        "--export", action="store_true", help="write the generator as RUN/export/generator_STEP.keras at the end"
+    )
+    g.add_argument("--export_legacy", action="store_true", help="also write the original's .h5 format")
+    g.add_argument(
+        "--mixed_precision", action="store_true", help="compute in float16 (GPU, with loss scaling) or bfloat16 (CPU)"
+    )
+    g.add_argument("--jit", action="store_true", help="XLA-compile the train step")
+    g.add_argument(
+        "--strategy",
+        default=d.strategy,
+        choices=("auto", "default", "mirrored", "multiworker"),
+        help="auto: several machines from TF_CONFIG, several local GPUs, else one device",
+    )
+    g.add_argument(
+        "--cpu_replicas",
+        type=int,
+        default=d.cpu_replicas,
+        help="split the CPU into N logical devices for data parallelism (testing without GPUs)",
+    )
+    add_device_flag(p)
+
+
+def options_from_args(args: argparse.Namespace):
+    from facedancer.train_options import TrainOptions
+
+    names = {f.name for f in dataclasses.fields(TrainOptions)}
+    return TrainOptions(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def run(args: argparse.Namespace) -> int:
+    import tensorflow as tf
+
+    from facedancer.data import PipelineOptions, make_dataset
+    from facedancer.distribute import make_strategy
+    from facedancer.train_options import TrainOptions
+    from facedancer.training import Trainer, latest_run_dir, new_run_dir, write_json_atomic
+
+    options = options_from_args(args)
+    if args.load is not None and not args.resume:
+        raise FaceDancerError("--load STEP restores a checkpoint of an earlier run: use it with --resume")
+    if args.resume:
+        run_dir = latest_run_dir(options.log_dir, options.log_name) if args.resume == "latest" else Path(args.resume)
+        if not (run_dir / "options.json").exists():
+            raise FaceDancerError(f"{run_dir} is not a training run folder (no options.json)")
+        saved = json.loads((run_dir / "options.json").read_text())
+        keep = {"max_steps", "export", "export_legacy", "log_every", "image_every", "ckpt_every", "eval_every"}
+        merged = {**saved, **{k: getattr(options, k) for k in keep}}
+        fields = {f.name for f in dataclasses.fields(TrainOptions)}
+        options = TrainOptions(**{k: v for k, v in merged.items() if k in fields})
+    else:
+        run_dir = new_run_dir(options.log_dir, options.log_name)
+    write_json_atomic(run_dir / "options.json", dataclasses.asdict(options))
+    log.info("run folder %s; watch it with: tensorboard --logdir %s", run_dir, run_dir / "logs")
+
+    strategy = make_strategy(options.strategy, options.cpu_replicas)  # before anything initialises devices
+    tf.keras.utils.set_random_seed(options.seed)
+    trainer = Trainer(options, run_dir, strategy)
+    step = trainer.restore(args.load) if args.resume else 0
+    if args.resume and step == 0:
+        log.warning("no checkpoint in %s: starting from step 0", trainer.manager.directory)
+    data_seed = int(trainer.rng.uniform_full_int([], dtype=tf.int64).numpy() % (2**31))
+    pipeline = PipelineOptions(
+        batch_size=options.batch_size,
+        image_size=options.image_size,
+        same_ratio=options.same_ratio,
+        same_identity_ratio=options.same_identity_ratio,
+        shuffle_buffer=options.shuffle_buffer,
+        seed=data_seed,
+    )
+    dataset = make_dataset(options.data_dir, pipeline)
+    eval_dataset = None
+    if options.eval_dir:
+        eval_dataset = make_dataset(
+            options.eval_dir, dataclasses.replace(pipeline, repeat=False, augment=False, seed=options.seed)
+        )
+    trainer.fit(dataset, eval_dataset)
+    if options.export or options.export_legacy:
+        trainer.export(legacy=options.export_legacy)
+    if trainer.stopped_by_signal is not None:
+        log.warning(
+            "stopped by %s at step %d; resume with --resume %s",
+            signal.Signals(trainer.stopped_by_signal).name,
+            int(trainer.step.numpy()),
+            run_dir,
+        )
+        return 128 + trainer.stopped_by_signal
+    return 0

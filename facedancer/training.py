@@ -1,0 +1,443 @@
+"""FaceDancer GAN training: the compiled step, the loop, TensorBoard logging, checkpoints and export.
+
+G and D are updated every step from one generator forward pass (Adam β=(0, 0.99), exponential decay),
+the identity encoder is frozen. Checkpoints hold G, D, both optimizers, the step and the RNG state;
+`resume` continues at the saved step with identical optimizer state. Nothing is swallowed: a
+non-finite loss stops the run naming the loss and the step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+
+from facedancer.errors import FaceDancerError
+from facedancer.train_options import TrainOptions
+
+log = logging.getLogger(__name__)
+
+LOSS_TAGS = {
+    "g_adv": "Loss/G/adv",
+    "reconstruction": "Loss/G/reconstruction",
+    "perceptual": "Loss/G/perceptual",
+    "identity": "Loss/G/identity",
+    "cycle": "Loss/G/cycle",
+    "ifsr": "Loss/G/ifsr",
+    "g_total": "Loss/G/total",
+    "d_adv": "Loss/D/adv",
+    "r1": "Loss/D/r1",
+    "d_total": "Loss/D/total",
+    "d_real": "Loss/D/real_logit",
+    "d_fake": "Loss/D/fake_logit",
+}
+
+
+class TrainingError(FaceDancerError):
+    """Training stopped for a reason the user must act on (non-finite loss, bad setup)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Run folders
+
+
+def new_run_dir(log_dir: str | Path, name: str) -> Path:
+    """`log_dir/NNNNN-name`, numbered after the runs already there."""
+    log_dir = Path(log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    numbers = [int(m.group(1)) for p in log_dir.iterdir() if (m := re.match(r"^(\d{5})-", p.name))]
+    run_dir = log_dir / f"{max(numbers, default=-1) + 1:05d}-{name}"
+    run_dir.mkdir()
+    return run_dir
+
+
+def latest_run_dir(log_dir: str | Path, name: str) -> Path:
+    runs = sorted(p for p in Path(log_dir).glob(f"[0-9][0-9][0-9][0-9][0-9]-{name}") if p.is_dir())
+    if not runs:
+        raise FaceDancerError(f"no run named {name!r} under {log_dir} to resume")
+    return runs[-1]
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------------------------
+# The trainer
+
+
+class Trainer:
+    """Builds the models under a distribution strategy and runs the GAN loop."""
+
+    def __init__(self, options: TrainOptions, run_dir: Path, strategy=None):
+        import keras
+        import tensorflow as tf
+
+        from facedancer.distribute import make_strategy
+
+        self.options = options
+        self.run_dir = Path(run_dir)
+        self.strategy = strategy or make_strategy(options.strategy, options.cpu_replicas)
+        replicas = self.strategy.num_replicas_in_sync
+        if options.batch_size % replicas:
+            raise FaceDancerError(f"--batch_size {options.batch_size} must be divisible by the {replicas} replicas")
+        self.policy = None
+        if options.mixed_precision:
+            self.policy = "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
+            keras.config.set_dtype_policy(self.policy)
+        try:
+            with self.strategy.scope():
+                self._build_models()
+                self._build_optimizers()
+        finally:
+            if self.policy:
+                keras.config.set_dtype_policy("float32")
+        self.checkpoint = tf.train.Checkpoint(
+            generator=self.G,
+            discriminator=self.D,
+            g_optimizer=self.g_opt,
+            d_optimizer=self.d_opt,
+            step=self.step,
+            rng=self.rng,
+        )
+        chkp_dir = Path(options.chkp_dir) if options.chkp_dir else self.run_dir / "checkpoints"
+        self.manager = tf.train.CheckpointManager(self.checkpoint, str(chkp_dir), max_to_keep=options.keep_checkpoints)
+        self._train_fn = None
+        self._stop_signal: int | None = None
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    def _build_models(self) -> None:
+        import tensorflow as tf
+
+        from facedancer.identity import feature_model
+        from facedancer.models import load
+        from facedancer.nn import build_discriminator, build_generator
+
+        o = self.options
+        if o.init_from:
+            loaded = load(o.init_from, kind="generator").model
+            if int(loaded.inputs[0].shape[1]) != o.image_size:
+                raise FaceDancerError(
+                    f"--init_from {o.init_from} works at {loaded.inputs[0].shape[1]}² but "
+                    f"--image_size is {o.image_size}"
+                )
+            self.G = loaded
+            if self.policy:  # the same weights, computing under the mixed policy
+                from facedancer.nn.precision import with_dtype_policy
+
+                self.G = with_dtype_policy(loaded, self.policy)
+        else:
+            self.G = build_generator(o.generator_config())
+        self.D = build_discriminator(o.image_size)
+        arcface = load(o.arcface_path, kind="identity").model
+        arcface.trainable = False
+        self.identity_input = int(arcface.inputs[0].shape[1])
+        blocks = list(o.ifsr_blocks) if o.ifsr_lambda > 0 else []
+        self.encoder = feature_model(arcface, blocks) if blocks else arcface
+        self.encoder.trainable = False
+        self.ifsr_blocks = blocks
+        self.margins = self._margins(blocks) if blocks else []
+        self.vgg = None
+        if o.p_lambda > 0:
+            from facedancer.perceptual import perceptual_model
+
+            self.vgg = perceptual_model(o.perceptual_weights, tuple(o.p_blocks), o.image_size)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.rng = tf.random.Generator.from_seed(o.seed)
+
+    def _margins(self, blocks: list[str]) -> list[float]:
+        from facedancer.ifsr import load_margins
+
+        o = self.options
+        if o.ifsr_margin:
+            if len(o.ifsr_margin) != len(blocks):
+                raise FaceDancerError(f"--ifsr_margin has {len(o.ifsr_margin)} values for {len(blocks)} --ifsr_blocks")
+            return [float(m) for m in o.ifsr_margin]
+        return list(load_margins(o.ifsr_margins_file).select(blocks).values)
+
+    def _build_optimizers(self) -> None:
+        import keras
+
+        o = self.options
+        schedule = keras.optimizers.schedules.ExponentialDecay(o.lr, o.lr_decay_steps, o.lr_decay)
+        self.schedule = schedule
+        self.g_opt = keras.optimizers.Adam(schedule, beta_1=0.0, beta_2=0.99, name="g_adam")
+        self.d_opt = keras.optimizers.Adam(schedule, beta_1=0.0, beta_2=0.99, name="d_adam")
+        if self.policy == "mixed_float16":
+            self.g_opt = keras.optimizers.LossScaleOptimizer(self.g_opt)
+            self.d_opt = keras.optimizers.LossScaleOptimizer(self.d_opt)
+        self.g_opt.build(self.G.trainable_variables)
+        self.d_opt.build(self.D.trainable_variables)
+
+    # -- the step ------------------------------------------------------------------------------
+
+    def _to_identity_input(self, images):
+        import tensorflow as tf
+
+        images = (tf.cast(images, tf.float32) + 1.0) / 2.0
+        return tf.image.resize(images, [self.identity_input, self.identity_input], antialias=True)
+
+    def _encode(self, images):
+        """(unit embedding, [IFSR block features]) of images in [-1, 1]."""
+        import tensorflow as tf
+
+        out = self.encoder(self._to_identity_input(images), training=False)
+        if self.ifsr_blocks:
+            embedding, features = out[0], list(out[1:])
+        else:
+            embedding, features = out, []
+        return tf.math.l2_normalize(tf.cast(embedding, tf.float32), axis=-1), features
+
+    def _replica_step(self, target, source, same):
+        import tensorflow as tf
+
+        from facedancer import losses
+
+        o = self.options
+        scale = 1.0 / self.strategy.num_replicas_in_sync
+        z_source, _ = self._encode(source)
+        z_target, target_features = self._encode(target)
+        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+            swap = self.G([target, z_source], training=True)
+            with tf.GradientTape() as r1_tape:
+                r1_tape.watch(source)
+                real = tf.cast(self.D(source, training=True), tf.float32)
+            r1 = losses.r1_penalty(r1_tape.gradient(tf.reduce_sum(real), source))
+            fake = tf.cast(self.D(swap, training=True), tf.float32)
+            d_adv = losses.d_adversarial(real, fake)
+            d_total = d_adv + o.r1_gamma * 0.5 * r1
+
+            g_adv = losses.g_adversarial(fake)
+            z_swap, swap_features = self._encode(swap)
+            terms = {
+                "g_adv": g_adv,
+                "identity": losses.identity(z_source, z_swap),
+                "reconstruction": losses.reconstruction(target, swap, same, o.reconstruction_clip),
+            }
+            g_total = g_adv + o.i_lambda * terms["identity"] + o.r_lambda * terms["reconstruction"]
+            if self.vgg is not None:
+                terms["perceptual"] = losses.perceptual(self.vgg(target), self.vgg(swap), same)
+                g_total += o.p_lambda * terms["perceptual"]
+            if o.c_lambda > 0:
+                terms["cycle"] = losses.cycle(target, self.G([swap, z_target], training=True))
+                g_total += o.c_lambda * terms["cycle"]
+            if self.ifsr_blocks:
+                terms["ifsr"] = losses.ifsr(target_features, swap_features, self.margins, o.ifsr_scale)
+                g_total += o.ifsr_lambda * terms["ifsr"]
+            g_loss, d_loss = g_total * scale, d_total * scale
+            if self.policy == "mixed_float16":
+                g_loss, d_loss = self.g_opt.scale_loss(g_loss), self.d_opt.scale_loss(d_loss)
+        d_grads = d_tape.gradient(d_loss, self.D.trainable_variables)
+        g_grads = g_tape.gradient(g_loss, self.G.trainable_variables)
+        self.d_opt.apply_gradients(zip(d_grads, self.D.trainable_variables, strict=True))
+        self.g_opt.apply_gradients(zip(g_grads, self.G.trainable_variables, strict=True))
+        return {
+            **terms,
+            "g_total": g_total,
+            "d_adv": d_adv,
+            "r1": r1,
+            "d_total": d_total,
+            "d_real": tf.reduce_mean(real),
+            "d_fake": tf.reduce_mean(fake),
+        }
+
+    def train_function(self):
+        import tensorflow as tf
+
+        if self._train_fn is None:
+            strategy = self.strategy
+
+            def step(batch):
+                per_replica = strategy.run(self._replica_step, args=batch)
+                self.step.assign_add(1)
+                return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in per_replica.items()}
+
+            self._train_fn = tf.function(step, jit_compile=self.options.jit)
+        return self._train_fn
+
+    # -- previews and validation -----------------------------------------------------------------
+
+    def preview(self, target: np.ndarray, source: np.ndarray) -> np.ndarray:
+        """Grid of target | source | swap | self-reconstruction for a batch (numpy in [-1, 1])."""
+        import tensorflow as tf
+
+        from facedancer.summaries import image_grid
+
+        z_source, _ = self._encode(tf.constant(source))
+        z_target, _ = self._encode(tf.constant(target))
+        swap = tf.cast(self.G([target, z_source], training=False), tf.float32).numpy()
+        self_rec = tf.cast(self.G([target, z_target], training=False), tf.float32).numpy()
+        return image_grid([target, source, swap, self_rec])
+
+    def evaluate(self, dataset, batches: int) -> tuple[dict[str, float], np.ndarray | None]:
+        """Identity cosine of swap to source and to target, IFSR distances, self-pair reconstruction L1."""
+        import tensorflow as tf
+
+        from facedancer import losses
+
+        sums: dict[str, float] = {}
+        count, rec_weight, grid = 0, 0.0, None
+        for target, source, same in dataset.take(batches):
+            z_source, _ = self._encode(source)
+            z_target, target_features = self._encode(target)
+            swap = tf.cast(self.G([target, z_source], training=False), tf.float32)
+            z_swap, swap_features = self._encode(swap)
+            n = int(target.shape[0])
+            values = {
+                "Val/identity/cos_swap_source": float(tf.reduce_mean(losses.cosine_similarity(z_swap, z_source))),
+                "Val/identity/cos_swap_target": float(tf.reduce_mean(losses.cosine_similarity(z_swap, z_target))),
+            }
+            if self.ifsr_blocks:
+                for block, d in zip(
+                    self.ifsr_blocks, losses.ifsr_distances(target_features, swap_features).numpy(), strict=True
+                ):
+                    values[f"Val/ifsr/{block}"] = float(d)
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v * n
+            selected = float(tf.reduce_sum(same))
+            if selected:
+                rec = float(losses.reconstruction(target, swap, same, clip=math.inf))
+                sums["Val/reconstruction_l1"] = sums.get("Val/reconstruction_l1", 0.0) + rec * selected
+                rec_weight += selected
+            count += n
+            if grid is None:
+                grid = self.preview(target.numpy(), source.numpy())
+        if not count:
+            raise FaceDancerError("the --eval_dir shards hold no complete batch")
+        metrics = {k: v / (rec_weight if k == "Val/reconstruction_l1" else count) for k, v in sums.items()}
+        return metrics, grid
+
+    # -- checkpoints and export -----------------------------------------------------------------
+
+    def restore(self, step: int | None = None) -> int:
+        """Restore the latest checkpoint (or the one at `step`); returns the step restored (0: none)."""
+        if step is not None:
+            path = next((p for p in self.manager.checkpoints if p.endswith(f"-{step}")), None)
+            if path is None:
+                raise FaceDancerError(
+                    f"no checkpoint at step {step} in {self.manager.directory}; "
+                    f"have {[int(p.rsplit('-', 1)[1]) for p in self.manager.checkpoints]}"
+                )
+        else:
+            path = self.manager.latest_checkpoint
+        if path is None:
+            return 0
+        self.checkpoint.restore(path).assert_existing_objects_matched()
+        log.info("restored %s (step %d)", path, int(self.step.numpy()))
+        return int(self.step.numpy())
+
+    def save(self) -> str:
+        path = self.manager.save(checkpoint_number=int(self.step.numpy()))
+        log.info("checkpoint %s", path)
+        return path
+
+    def export(self, legacy: bool = False) -> list[Path]:
+        """The generator as one .keras file (float32), and the original's .h5 format on request."""
+        from facedancer.legacy import save_legacy_h5
+        from facedancer.nn.precision import with_dtype_policy
+
+        out_dir = self.run_dir / "export"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        model = with_dtype_policy(self.G, "float32") if self.policy else self.G
+        step = int(self.step.numpy())
+        target = out_dir / f"generator_{step:08d}.keras"
+        tmp = out_dir / f".tmp-{os.getpid()}-{target.name}"
+        model.save(tmp)
+        os.replace(tmp, target)
+        written = [target]
+        if legacy:
+            h5 = out_dir / f"generator_{step:08d}.h5"
+            save_legacy_h5(model, h5)
+            written.append(h5)
+        for path in written:
+            log.info("exported %s", path)
+        return written
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def _handle_signal(self, signum, frame):
+        log.warning("received %s: saving a checkpoint after this step", signal.Signals(signum).name)
+        self._stop_signal = signum
+
+    def fit(self, dataset, eval_dataset=None, progress: bool = True) -> dict:
+        """Train until max_steps; returns the last step's losses. Stops cleanly on SIGINT/SIGTERM."""
+        import tensorflow as tf
+        from tqdm import tqdm
+
+        from facedancer.summaries import write_image, write_scalars
+
+        o = self.options
+        logs = self.run_dir / "logs"
+        train_writer = tf.summary.create_file_writer(str(logs / "train"))
+        val_writer = tf.summary.create_file_writer(str(logs / "val")) if eval_dataset is not None else None
+        start = int(self.step.numpy())
+        if start >= o.max_steps:
+            log.info("step %d already reached --max_steps %d", start, o.max_steps)
+            return {}
+        previous = {s: signal.signal(s, self._handle_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        train_fn = self.train_function()
+        distributed = iter(self.strategy.experimental_distribute_dataset(dataset))
+        plain = iter(dataset.take(1))
+        preview_batch = [t.numpy() for t in next(plain)][:2]
+        last: dict = {}
+        t_last, s_last = time.perf_counter(), start
+        bar = tqdm(total=o.max_steps, initial=start, unit="step", desc="training", disable=not progress)
+        try:
+            while int(self.step.numpy()) < o.max_steps and self._stop_signal is None:
+                out = train_fn(next(distributed))
+                step = int(self.step.numpy())
+                last = {k: float(v) for k, v in out.items()}
+                bad = [k for k, v in last.items() if not math.isfinite(v)]
+                if bad:
+                    raise TrainingError(
+                        f"non-finite loss {', '.join(f'{k}={last[k]}' for k in bad)} at step {step}; "
+                        f"stopping (last checkpoint: {self.manager.latest_checkpoint or 'none'})"
+                    )
+                bar.update()
+                if step % o.log_every == 0 or step == o.max_steps:
+                    now = time.perf_counter()
+                    scalars = {LOSS_TAGS[k]: v for k, v in last.items()}
+                    scalars["Train/learning_rate"] = float(self.schedule(step))
+                    scalars["Train/steps_per_sec"] = (step - s_last) / max(now - t_last, 1e-9)
+                    scalars["Train/images_per_sec"] = scalars["Train/steps_per_sec"] * o.batch_size
+                    t_last, s_last = now, step
+                    write_scalars(train_writer, scalars, step)
+                    bar.set_postfix(g=f"{last['g_total']:.3f}", d=f"{last['d_total']:.3f}", refresh=False)
+                if step % o.image_every == 0 or step == o.max_steps:
+                    write_image(
+                        train_writer,
+                        "Images/train",
+                        self.preview(*preview_batch),
+                        step,
+                        "rows: samples; columns: " + " | ".join(("target", "source", "swap", "self-rec")),
+                    )
+                if val_writer is not None and (step % o.eval_every == 0 or step == o.max_steps):
+                    metrics, grid = self.evaluate(eval_dataset, o.eval_batches)
+                    write_scalars(val_writer, metrics, step)
+                    if grid is not None:
+                        write_image(val_writer, "Images/val", grid, step)
+                if step % o.ckpt_every == 0:
+                    self.save()
+        finally:
+            bar.close()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        step = int(self.step.numpy())
+        if step > start and not (self.manager.latest_checkpoint or "").endswith(f"-{step}"):
+            self.save()
+        return last
+
+    @property
+    def stopped_by_signal(self) -> int | None:
+        """SIGINT/SIGTERM number when a signal ended the last fit early (a checkpoint was saved)."""
+        return self._stop_signal
