@@ -212,7 +212,8 @@ class Trainer:
             with tf.GradientTape() as r1_tape:
                 r1_tape.watch(source)
                 real = tf.cast(self.D(source, training=True), tf.float32)
-            r1 = losses.r1_penalty(r1_tape.gradient(tf.reduce_sum(real), source))
+                real_sum = tf.reduce_sum(real)
+            r1 = losses.r1_penalty(r1_tape.gradient(real_sum, source))
             fake = tf.cast(self.D(swap, training=True), tf.float32)
             d_adv = losses.d_adversarial(real, fake)
             d_total = d_adv + o.r1_gamma * 0.5 * r1
@@ -273,10 +274,11 @@ class Trainer:
 
         from facedancer.summaries import image_grid
 
+        target_t = tf.constant(target)
         z_source, _ = self._encode(tf.constant(source))
-        z_target, _ = self._encode(tf.constant(target))
-        swap = tf.cast(self.G([target, z_source], training=False), tf.float32).numpy()
-        self_rec = tf.cast(self.G([target, z_target], training=False), tf.float32).numpy()
+        z_target, _ = self._encode(target_t)
+        swap = tf.cast(self.G([target_t, z_source], training=False), tf.float32).numpy()
+        self_rec = tf.cast(self.G([target_t, z_target], training=False), tf.float32).numpy()
         return image_grid([target, source, swap, self_rec])
 
     def evaluate(self, dataset, batches: int) -> tuple[dict[str, float], np.ndarray | None]:
