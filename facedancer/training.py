@@ -88,6 +88,12 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.strategy = strategy or make_strategy(options.strategy, options.cpu_replicas)
         replicas = self.strategy.num_replicas_in_sync
+        log.info(
+            "%s with %d replica(s), %d images each per step",
+            type(self.strategy).__name__,
+            replicas,
+            options.batch_size // max(replicas, 1),
+        )
         if options.batch_size % replicas:
             raise FaceDancerError(f"--batch_size {options.batch_size} must be divisible by the {replicas} replicas")
         self.policy = None

@@ -17,11 +17,13 @@ def arcface_layout_standin(seed: int = 0) -> keras.Model:
     x = keras.layers.Conv2D(8, 3, strides=4, padding="same", activation="relu", name="conv1_conv")(inputs)
     x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv2_block3_out")(x)  # 28²
     for i in range(1, 5):
-        x = keras.layers.Conv2D(16, 3, strides=2 if i == 1 else 1, padding="same", activation="relu",
-                                name=f"conv3_block{i}_out")(x)  # 14²
+        x = keras.layers.Conv2D(
+            16, 3, strides=2 if i == 1 else 1, padding="same", activation="relu", name=f"conv3_block{i}_out"
+        )(x)  # 14²
     for i in range(1, 7):
-        x = keras.layers.Conv2D(24, 3, strides=2 if i == 1 else 1, padding="same", activation="relu",
-                                name=f"conv4_block{i}_out")(x)  # 7²
+        x = keras.layers.Conv2D(
+            24, 3, strides=2 if i == 1 else 1, padding="same", activation="relu", name=f"conv4_block{i}_out"
+        )(x)  # 7²
     backbone = keras.Model(inputs, x, name="resnet50")
     outer_in = keras.Input((112, 112, 3))
     h = backbone(outer_in)

@@ -1,0 +1,74 @@
+"""Each loss on inputs whose value is known by hand."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from facedancer import losses
+
+
+def sp(x):
+    return math.log1p(math.exp(x))
+
+
+def test_adversarial_losses_are_softplus():
+    real = tf.constant([[2.0], [0.0]])
+    fake = tf.constant([[-1.0], [3.0]])
+    expected_d = (sp(-2.0) + sp(0.0)) / 2 + (sp(-1.0) + sp(3.0)) / 2
+    assert float(losses.d_adversarial(real, fake)) == pytest.approx(expected_d, rel=1e-6)
+    assert float(losses.g_adversarial(fake)) == pytest.approx((sp(1.0) + sp(-3.0)) / 2, rel=1e-6)
+
+
+def test_r1_is_the_mean_squared_gradient_norm():
+    grads = tf.constant(np.stack([np.full((2, 2, 1), 1.0), np.full((2, 2, 1), 2.0)]), tf.float32)
+    assert float(losses.r1_penalty(grads)) == pytest.approx((4 * 1 + 4 * 4) / 2)
+
+
+def test_reconstruction_counts_only_self_pairs_and_clips():
+    target = tf.zeros((3, 2, 2, 3))
+    swap = tf.constant(np.stack([np.full((2, 2, 3), v) for v in (0.5, 1.0, 9.0)]), tf.float32)
+    same = tf.constant([1.0, 1.0, 0.0])
+    assert float(losses.reconstruction(target, swap, same)) == pytest.approx(0.75)
+    assert float(losses.reconstruction(target, swap, tf.constant([0.0, 0.0, 1.0]))) == pytest.approx(5.0)
+    assert float(losses.reconstruction(target, swap, tf.zeros(3))) == 0.0
+
+
+def test_perceptual_sums_blocks_on_self_pairs():
+    t = [tf.zeros((2, 4, 4, 2)), tf.zeros((2, 2, 2, 3))]
+    s = [tf.ones((2, 4, 4, 2)), tf.fill((2, 2, 2, 3), 3.0)]
+    same = tf.constant([1.0, 0.0])
+    assert float(losses.perceptual(t, s, same, scale=0.85)) == pytest.approx(0.85 * (1.0 + 3.0))
+
+
+def test_identity_and_cosine():
+    a = tf.constant([[1.0, 0.0], [0.0, 2.0]])
+    b = tf.constant([[1.0, 1.0], [0.0, -5.0]])
+    np.testing.assert_allclose(losses.cosine_similarity(a, b).numpy(), [1 / math.sqrt(2), -1.0], rtol=1e-6)
+    assert float(losses.identity(a, b)) == pytest.approx(((1 - 1 / math.sqrt(2)) + 2.0) / 2, rel=1e-6)
+    assert float(losses.identity(a, a)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_cycle_is_l1():
+    assert float(losses.cycle(tf.zeros((1, 2, 2, 3)), tf.fill((1, 2, 2, 3), -0.25))) == pytest.approx(0.25)
+
+
+def test_ifsr_subtracts_scaled_margins_and_clamps_at_zero():
+    t = [tf.constant([[1.0, 0.0]]), tf.constant([[1.0, 0.0]])]
+    s = [tf.constant([[0.0, 1.0]]), tf.constant([[1.0, 0.0]])]  # cosine distance 1 and 0
+    value = losses.ifsr(t, s, margins=[0.5, 0.5], scale=1.2)
+    assert float(value) == pytest.approx(1.0 - 0.6)
+    np.testing.assert_allclose(losses.ifsr_distances(t, s).numpy(), [1.0, 0.0], atol=1e-6)
+
+
+def test_published_margins_file_matches_the_package():
+    from facedancer.ifsr import IFSR_BLOCKS, PUBLISHED, load_margins
+
+    path = Path(__file__).resolve().parents[1] / "arcface_model" / "ifsr_margins.json"
+    data = json.loads(path.read_text())
+    assert data["blocks"] == list(IFSR_BLOCKS)
+    assert dict(zip(data["blocks"], data["margins"], strict=True)) == PUBLISHED
+    assert load_margins(path).select(["conv2_block3_out"]).values == (0.035144,)
