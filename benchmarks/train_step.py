@@ -66,14 +66,25 @@ def main() -> None:
         vgg = vgg_file(tmp / "vgg.h5", args.image_size)
         rng = np.random.default_rng(0)
         b, s = args.batch_size, args.image_size
-        batch = (tf.constant(rng.uniform(-1, 1, (b, s, s, 3)).astype("float32")),
-                 tf.constant(rng.uniform(-1, 1, (b, s, s, 3)).astype("float32")),
-                 tf.constant(np.eye(1, b, dtype="float32")[0]))
-        print(f"train step, config C {s}², batch {b}, {'GPU' if gpu else f'CPU ({os.cpu_count()} cores)'}; "
-              f"median of {args.steps} steps after 2 warm-up steps")
+        batch = (
+            tf.constant(rng.uniform(-1, 1, (b, s, s, 3)).astype("float32")),
+            tf.constant(rng.uniform(-1, 1, (b, s, s, 3)).astype("float32")),
+            tf.constant(np.eye(1, b, dtype="float32")[0]),
+        )
+        print(
+            f"train step, config C {s}², batch {b}, {'GPU' if gpu else f'CPU ({os.cpu_count()} cores)'}; "
+            f"median of {args.steps} steps after 2 warm-up steps"
+        )
         for name, mixed, jit in settings:
-            options = TrainOptions(arcface_path=arcface, perceptual_weights=vgg, image_size=s, batch_size=b,
-                                   mixed_precision=mixed, jit=jit, config="C")
+            options = TrainOptions(
+                arcface_path=arcface,
+                perceptual_weights=vgg,
+                image_size=s,
+                batch_size=b,
+                mixed_precision=mixed,
+                jit=jit,
+                config="C",
+            )
             trainer = Trainer(options, tmp / name)
             step = trainer.train_function()
             times = []
@@ -84,8 +95,10 @@ def main() -> None:
                 if i >= 2:
                     times.append(time.perf_counter() - start)
             seconds = statistics.median(times)
-            print(f"{name:<10} {1 / seconds:6.3f} steps/s  {b / seconds:6.2f} images/s  ({seconds:.2f} s/step)",
-                  flush=True)
+            print(
+                f"{name:<10} {1 / seconds:6.3f} steps/s  {b / seconds:6.2f} images/s  ({seconds:.2f} s/step)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

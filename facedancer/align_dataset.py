@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from facedancer.alignment import align
+from facedancer.atomic import atomic_path, write_text_atomic
 from facedancer.errors import FaceDancerError
 from facedancer.images import ImageReadError, read_image, write_image
 
@@ -195,12 +196,8 @@ def previous_skips(target_dir: Path, options: AlignOptions) -> dict[str, dict]:
 def write_report(target_dir: Path, summary: AlignSummary, options: AlignOptions) -> None:
     """`crop_align_report.json` (options, counts, skipped files) and `crop_align_skipped.csv` beside the crops."""
     report = {"options": asdict(options), "counts": summary.counts(), "skipped": summary.skipped}
-    tmp = target_dir / f".{REPORT_JSON}.tmp"
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, target_dir / REPORT_JSON)
-    tmp = target_dir / f".{REPORT_CSV}.tmp"
-    with open(tmp, "w", newline="") as f:
+    write_text_atomic(target_dir / REPORT_JSON, json.dumps(report, indent=2))
+    with atomic_path(target_dir / REPORT_CSV) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["path", "reason", "detail"])
         writer.writeheader()
         writer.writerows(summary.skipped)
-    os.replace(tmp, target_dir / REPORT_CSV)

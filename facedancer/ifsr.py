@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from facedancer.atomic import write_text_atomic
 from facedancer.errors import FaceDancerError
 
 # The same numbers, so an installed package works without the repository folder.
@@ -68,9 +68,7 @@ def load_margins(path: str | Path | None = None) -> Margins:
 def save_margins(margins: Margins, path: str | Path, **extra) -> None:
     path = Path(path)
     data = {**extra, "blocks": list(margins.blocks), "margins": [round(v, 6) for v in margins.values]}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2))
 
 
 def same_identity_pairs(groups: dict[str, list], max_pairs: int, seed: int = 0) -> list[tuple]:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from facedancer.atomic import atomic_path
 from facedancer.errors import FaceDancerError
 
 
@@ -56,11 +56,5 @@ def write_image(path: str | Path, image: np.ndarray) -> None:
     """Write an RGB uint8 image (format from the suffix) under a temporary name, then rename it."""
     from PIL import Image
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    try:
+    with atomic_path(path) as tmp:
         Image.fromarray(np.ascontiguousarray(image)).save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import struct
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from facedancer.atomic import atomic_path, write_text_atomic
 from facedancer.errors import FaceDancerError
 from facedancer.images import ImageReadError, read_image
 
@@ -172,17 +172,12 @@ def _write_split(
     for index in range(total):
         chunk = valid[index * options.images_per_shard : (index + 1) * options.images_per_shard]
         name = shard_name(options.data_name, data_type, index, total)
-        tmp = target_dir / f".{name}.tmp-{os.getpid()}"
-        try:
-            with tf.io.TFRecordWriter(str(tmp)) as writer:
-                for sample, data in chunk:
-                    writer.write(encode_example(data, sample.label, sample.identity, sample.relative))
-                    entry = identities.setdefault(sample.identity, {"label": sample.label, "count": 0})
-                    entry["count"] += 1
-                    bar.update()
-            os.replace(tmp, target_dir / name)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_path(target_dir / name) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:
+            for sample, data in chunk:
+                writer.write(encode_example(data, sample.label, sample.identity, sample.relative))
+                entry = identities.setdefault(sample.identity, {"label": sample.label, "count": 0})
+                entry["count"] += 1
+                bar.update()
         shards[name] = len(chunk)
     return {
         "images": len(valid),
@@ -229,10 +224,7 @@ def write_shards(
         "splits": report.splits,
         "skipped": report.skipped,
     }
-    index_path = target_dir / f"{options.data_name}_index.json"
-    tmp = index_path.with_name(f".{index_path.name}.tmp")
-    tmp.write_text(json.dumps(index, indent=2))
-    os.replace(tmp, index_path)
+    write_text_atomic(target_dir / f"{options.data_name}_index.json", json.dumps(index, indent=2))
     return report
 
 

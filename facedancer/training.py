@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import signal
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facedancer.atomic import atomic_path, write_text_atomic
 from facedancer.errors import FaceDancerError
 from facedancer.train_options import TrainOptions
 
@@ -66,9 +66,7 @@ def latest_run_dir(log_dir: str | Path, name: str) -> Path:
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -191,7 +189,8 @@ class Trainer:
         import tensorflow as tf
 
         images = (tf.cast(images, tf.float32) + 1.0) / 2.0
-        return tf.image.resize(images, [self.identity_input, self.identity_input], antialias=True)
+        # XLA has no kernel for antialiased resizing; under --jit the encoder sees plain bilinear resizing.
+        return tf.image.resize(images, [self.identity_input, self.identity_input], antialias=not self.options.jit)
 
     def _encode(self, images):
         """(unit embedding, [IFSR block features]) of images in [-1, 1]."""
@@ -359,9 +358,8 @@ class Trainer:
         model = with_dtype_policy(self.G, "float32") if self.policy else self.G
         step = int(self.step.numpy())
         target = out_dir / f"generator_{step:08d}.keras"
-        tmp = out_dir / f".tmp-{os.getpid()}-{target.name}"
-        model.save(tmp)
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp:
+            model.save(tmp)
         written = [target]
         if legacy:
             h5 = out_dir / f"generator_{step:08d}.h5"

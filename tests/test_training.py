@@ -3,7 +3,6 @@
 import glob
 import json
 import math
-import os
 import signal
 import socket
 import subprocess
@@ -56,8 +55,8 @@ def _vgg_notop_file(path: Path) -> Path:
     return path
 
 
-def _train_cli(setup, *extra, timeout=600):
-    args = [
+def _train_args(setup, *extra) -> list[str]:
+    return [
         sys.executable,
         "train/train.py",
         "--data_dir",
@@ -70,7 +69,10 @@ def _train_cli(setup, *extra, timeout=600):
         str(setup["root"] / "runs"),
         *extra,
     ]
-    return subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+
+
+def _train_cli(setup, *extra, timeout=600):
+    return subprocess.run(_train_args(setup, *extra), capture_output=True, text=True, timeout=timeout)
 
 
 def _events(run_dir: Path, split: str) -> dict[str, list[tuple[int, str]]]:
@@ -312,17 +314,8 @@ def test_mirrored_strategy_on_two_cpu_devices(setup):
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_143(setup):
-    args = [
-        sys.executable,
-        "train/train.py",
-        "--data_dir",
-        setup["train"],
-        "--arcface_path",
-        setup["arcface"],
-        "--image_size",
-        str(SIZE),
-        "--log_dir",
-        str(setup["root"] / "runs"),
+    args = _train_args(
+        setup,
         "--batch_size",
         "2",
         "--max_steps",
@@ -333,7 +326,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(setup):
         "1",
         "--log_name",
         "killed",
-    ]
+    )
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 300
@@ -388,6 +381,3 @@ def test_ifsr_margins_command_writes_margins_for_the_encoder(aligned_tree, setup
 
     assert data["blocks"] == list(IFSR_BLOCKS) and len(data["margins"]) == len(IFSR_BLOCKS)
     assert all(0.0 <= m <= 2.0 for m in data["margins"]) and "10 same-identity pairs" in data["description"]
-
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

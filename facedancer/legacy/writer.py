@@ -9,7 +9,6 @@ AdaptiveAttention the original's `networks.layers` classes.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import h5py
 import keras
 import numpy as np
 
+from facedancer.atomic import atomic_path, write_text_atomic
 from facedancer.nn.layers import AdaIN, AdaptiveAttention, InstanceNormalization, TFOpLayer
 
 KERAS2_VERSION = "2.15.0"
@@ -207,14 +207,8 @@ def _write_weights(root: h5py.Group, model: keras.Model) -> None:
 
 
 def _atomic_h5(path: Path, write) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w") as h5:
-            write(h5)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        write(h5)
 
 
 def save_legacy_h5(model: keras.Model, path: str | Path) -> None:
@@ -233,8 +227,5 @@ def save_legacy_h5(model: keras.Model, path: str | Path) -> None:
 def save_legacy_checkpoint(model: keras.Model, json_path: str | Path, weights_path: str | Path) -> None:
     """Write the original trainer's checkpoint pair: `model.to_json()` and `model.save_weights()`."""
     config = {**legacy_model_config(model), "keras_version": KERAS2_VERSION, "backend": "tensorflow"}
-    json_path = Path(json_path)
-    tmp = json_path.with_name(f".{json_path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(config))
-    os.replace(tmp, json_path)
+    write_text_atomic(json_path, json.dumps(config))
     _atomic_h5(Path(weights_path), lambda h5: _write_weights(h5, model))
