@@ -42,3 +42,18 @@ def save_arcface_standin(path: Path, seed: int = 0) -> Path:
 
     save_legacy_h5(arcface_layout_standin(seed), path)
     return path
+
+
+def pixel_identity_encoder(seed: int = 0) -> keras.Model:
+    """An identity encoder whose embedding is a random projection of the centred, pooled aligned face.
+
+    Unlike a randomly initialised CNN (whose embeddings of all faces nearly coincide), this one tells
+    two different photos apart, which tests of identity-based selection need.
+    """
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((112, 112, 3))
+    x = keras.layers.Rescaling(1.0, offset=-0.5)(inputs)
+    x = keras.layers.AveragePooling2D(8)(x)
+    x = keras.layers.Flatten()(x)
+    out = keras.layers.Dense(512, use_bias=False, kernel_initializer="orthogonal")(x)
+    return keras.Model(inputs, out, name="PixelIdentity")

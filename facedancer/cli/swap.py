@@ -1,0 +1,202 @@
+"""`facedancer swap` (also video_swap/multi_face_single_source.py and video_swap/image_swap.py)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from facedancer.cli.common import add_device_flag
+from facedancer.errors import FaceDancerError
+
+log = logging.getLogger("facedancer.swap")
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+MODEL_HINTS = {
+    "generator": "get a published FaceDancer_config_*.h5 (README: 'Model files you bring') or export one with "
+    "`facedancer train --export`",
+    "identity": "put ArcFace-Res50.h5 in arcface_model/ (see arcface_model/README.md) or pass --arcface_path",
+}
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "swap",
+        help="swap faces in a video, an image, or a folder of images",
+        description="Put the identity of --swap_source on the faces of --target (a video, an image, or a folder "
+        "of images). Videos keep their frame count, frame rate, size and audio.",
+    )
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("inputs and outputs")
+    g.add_argument(
+        "--target",
+        "--vid_path",
+        "--img_path",
+        dest="target",
+        required=True,
+        help="video, image, or folder of images to swap faces in",
+    )
+    g.add_argument(
+        "--swap_source",
+        required=True,
+        nargs="+",
+        help="photo(s) of the identity to put on the faces (embeddings are averaged)",
+    )
+    g.add_argument("--output", required=True, help="output video / image file, or folder for a folder target")
+    g.add_argument("--facedancer_path", required=True, help="generator file (.keras, FaceDancer_config_*.h5, …)")
+    g.add_argument(
+        "--arcface_path",
+        default="arcface_model/ArcFace-Res50.h5",
+        help="identity encoder (default arcface_model/ArcFace-Res50.h5)",
+    )
+    g.add_argument("--retina_path", help="RetinaFace frozen graph (default: the one in the retinaface package)")
+    g.add_argument(
+        "--align_source",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="detect and align the source photos (default); --no-align_source for pre-aligned crops",
+    )
+    g = p.add_argument_group("faces")
+    g.add_argument(
+        "--select",
+        choices=("all", "largest", "reference"),
+        default="all",
+        help="which faces to swap: all, the largest, or those matching --reference_face (all)",
+    )
+    g.add_argument("--reference_face", nargs="+", help="photo(s) of the person to replace (--select reference)")
+    g.add_argument(
+        "--reference_distance",
+        type=float,
+        default=0.6,
+        help="max identity cosine distance to --reference_face for a face to be swapped (0.6)",
+    )
+    g.add_argument("--min_face", type=int, default=24, help="leave faces smaller than this many pixels alone (24)")
+    g.add_argument("--score", type=float, default=0.9, help="minimum detection score (0.9)")
+    g.add_argument(
+        "--detect_max_side",
+        type=int,
+        default=640,
+        help="detect on a copy downscaled to this longer side; 0 = full size (640)",
+    )
+    g.add_argument("--color_match", action="store_true", help="match the swapped face's colours to the target skin")
+    g.add_argument(
+        "--smoothing",
+        type=float,
+        default=0.6,
+        help="landmark smoothing across video frames against jitter, 0 (off) to <1 (0.6)",
+    )
+    g = p.add_argument_group("speed and encoding")
+    g.add_argument("--batch_size", type=int, default=8, help="faces per generator call (8)")
+    g.add_argument(
+        "--precision",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="generator compute precision; bfloat16 is faster on CPUs with AVX512-BF16/AMX (float32)",
+    )
+    g.add_argument("--sample_rate", type=int, default=1, help="keep every N-th frame; fps is divided by N (1)")
+    g.add_argument("--length", type=float, default=1.0, help="fraction of the video to process, (0, 1] (1.0)")
+    g.add_argument("--compare", action="store_true", help="write the original and the swap side by side")
+    g.add_argument("--codec", default="libx264", help="video codec (libx264)")
+    g.add_argument("--crf", type=int, default=18, help="x264/x265 constant rate factor, lower = better (18)")
+    g.add_argument("--preset", default="medium", help="x264/x265 preset (medium)")
+    add_device_flag(p)
+
+
+def _check_model(path: str, kind: str) -> None:
+    if not Path(path).exists():
+        raise FaceDancerError(f"{kind} model not found: {path}; {MODEL_HINTS[kind]}")
+
+
+def build_swapper(args: argparse.Namespace):
+    from facedancer.detection import RetinaFaceDetector, default_detector
+    from facedancer.swap import FaceSwapper, SwapOptions
+
+    _check_model(args.facedancer_path, "generator")
+    _check_model(args.arcface_path, "identity")
+    options = SwapOptions(
+        select=args.select,
+        reference_distance=args.reference_distance,
+        min_face=args.min_face,
+        score=args.score,
+        detect_max_side=args.detect_max_side or None,
+        color_match=args.color_match,
+        batch_size=args.batch_size,
+        precision=args.precision,
+    )
+    detector = RetinaFaceDetector(args.retina_path) if args.retina_path else default_detector()
+    swapper = FaceSwapper(args.facedancer_path, args.arcface_path, detector, options)
+    swapper.set_source(args.swap_source, aligned=not args.align_source)
+    if args.select == "reference":
+        if not args.reference_face:
+            raise FaceDancerError("--select reference needs --reference_face PHOTO")
+        swapper.set_reference(args.reference_face)
+    return swapper
+
+
+def run(args: argparse.Namespace) -> int:
+    target, output = Path(args.target), Path(args.output)
+    if not target.exists():
+        raise FaceDancerError(f"target not found: {target}")
+    for photo in args.swap_source:
+        if not Path(photo).is_file():
+            raise FaceDancerError(f"source photo not found: {photo}")
+    if target.is_dir():
+        return swap_folder(build_swapper(args), target, output)
+    if target.suffix.lower() in IMAGE_SUFFIXES:
+        return swap_image_file(build_swapper(args), target, output)
+    return swap_video_file(build_swapper(args), target, output, args)
+
+
+def swap_image_file(swapper, target: Path, output: Path) -> int:
+    from facedancer.images import read_image, write_image
+
+    image = read_image(target)
+    faces = swapper.select(image, swapper.detect(image))
+    if not faces:
+        log.warning("%s: no face to swap; written unchanged", target)
+    write_image(output, swapper.swap_frames([image], [faces])[0])
+    log.info("wrote %s (%d faces swapped)", output, len(faces))
+    return 0
+
+
+def swap_folder(swapper, folder: Path, output: Path) -> int:
+    from tqdm import tqdm
+
+    from facedancer.images import ImageReadError, read_image, write_image
+
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FaceDancerError(f"{folder} holds no images")
+    failed = 0
+    for path in tqdm(files, unit="img", desc="swapping"):
+        try:
+            image = read_image(path)
+        except ImageReadError as exc:
+            log.warning("skipping %s", exc)
+            failed += 1
+            continue
+        faces = swapper.select(image, swapper.detect(image))
+        write_image(output / path.relative_to(folder), swapper.swap_frames([image], [faces])[0])
+    log.info("wrote %d images to %s%s", len(files) - failed, output, f" ({failed} unreadable)" if failed else "")
+    return 0
+
+
+def swap_video_file(swapper, target: Path, output: Path, args: argparse.Namespace) -> int:
+    from facedancer.swap_video import VideoOptions, swap_video
+
+    options = VideoOptions(
+        sample_rate=args.sample_rate,
+        length=args.length,
+        compare=args.compare,
+        codec=args.codec,
+        crf=args.crf,
+        preset=args.preset,
+        smoothing=args.smoothing,
+        frames_per_batch=args.batch_size,
+    )
+    swap_video(swapper, target, output, options)
+    return 0
