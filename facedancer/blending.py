@@ -6,7 +6,7 @@ import functools
 
 import numpy as np
 
-from facedancer.alignment import invert, template, warp
+from facedancer.alignment import invert, template, transform_points, warp
 
 
 @functools.lru_cache(maxsize=8)
@@ -52,10 +52,23 @@ def match_colour(generated: np.ndarray, reference: np.ndarray, mask: np.ndarray)
 
 
 def paste(frame: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Blend an aligned crop back into `frame` through the inverse of `matrix`, weighted by the crop mask."""
+    """Blend an aligned crop back into `frame` through the inverse of `matrix`, weighted by the crop mask.
+
+    Only the crop's footprint in the frame is warped and blended; the rest of the frame is copied.
+    """
     height, width = frame.shape[:2]
+    size = crop.shape[0]
     inverse = invert(matrix)
-    face = warp(crop, inverse, (width, height), border="replicate").astype(np.float32)
-    alpha = warp(mask, inverse, (width, height))[..., None]
-    out = frame.astype(np.float32) * (1.0 - alpha) + face * alpha
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    corners = transform_points(np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64), inverse)
+    x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int) - 1, 0)
+    x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 1, [width, height])
+    out = frame.copy()
+    if x1 <= x0 or y1 <= y0:
+        return out
+    shifted = inverse.copy()
+    shifted[:, 2] -= (x0, y0)  # warp straight into the region of interest
+    face = warp(crop, shifted, (x1 - x0, y1 - y0), border="replicate").astype(np.float32)
+    alpha = warp(mask, shifted, (x1 - x0, y1 - y0))[..., None]
+    region = out[y0:y1, x0:x1].astype(np.float32)
+    out[y0:y1, x0:x1] = np.clip(region * (1.0 - alpha) + face * alpha + 0.5, 0, 255).astype(np.uint8)
+    return out
