@@ -33,6 +33,46 @@ class VideoOptions:
             raise FaceDancerError(f"--length is a fraction of the video in (0, 1], got {self.length}")
 
 
+def _ahead(fn, items, depth: int):
+    """Apply fn to items in one background thread, up to `depth` results ahead, in order.
+
+    Detection of the next frames overlaps the generator's work on the current batch.
+    """
+    import queue
+    import threading
+
+    results: queue.Queue = queue.Queue(maxsize=depth)
+    end = object()
+    failure: list[BaseException] = []
+    stop = threading.Event()
+
+    def work():
+        try:
+            for item in items:
+                if stop.is_set():
+                    break
+                results.put(fn(item))
+        except BaseException as exc:  # re-raised in the consumer
+            failure.append(exc)
+        finally:
+            results.put(end)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        while (result := results.get()) is not end:
+            yield result
+        if failure:
+            raise failure[0]
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                results.get(timeout=0.1)
+            except queue.Empty:
+                pass
+
+
 def swap_video(
     swapper, source: str | Path, output: str | Path, options: VideoOptions | None = None, progress: bool = True
 ) -> dict:
@@ -72,8 +112,13 @@ def swap_video(
                     bar.update(len(pending))
                     pending.clear()
 
-                for frame in read_frames(info, every=options.sample_rate, max_frames=max_frames):
-                    faces = swapper.select(frame, smoother(swapper.detect(frame)))
+                frames = read_frames(info, every=options.sample_rate, max_frames=max_frames)
+                detected = _ahead(
+                    lambda frame: (frame, swapper.select(frame, smoother(swapper.detect(frame)))),
+                    frames,
+                    depth=options.frames_per_batch,
+                )
+                for frame, faces in detected:
                     stats["frames"] += 1
                     stats["faces_swapped"] += len(faces)
                     stats["frames_with_faces"] += bool(faces)
