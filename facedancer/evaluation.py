@@ -1,0 +1,262 @@
+"""Evaluating swaps: identity (ours and an independent dlib judge), head pose, expression, reconstruction.
+
+The independent judge is dlib's ResNet face descriptor (128-d; two photos of one person are usually
+closer than 0.6) and its 68-point landmark model, both from PyPI (`dlib-bin`, `face-recognition-models`:
+the `[eval]` extra). Pose is solved from 6 of the 68 landmarks against a generic 3-D face with
+cv2.solvePnP; expression is the landmark distance left after removing pose and scale (Procrustes).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from facedancer.atomic import atomic_path, write_text_atomic
+from facedancer.errors import FaceDancerError
+
+log = logging.getLogger(__name__)
+
+JUDGE_INSTALL = "pip install dlib-bin face-recognition-models   (or: pip install 'facedancer[eval]')"
+SAME_PERSON_DISTANCE = 0.6
+# A generic head (millimetres): nose tip, chin, left/right eye outer corners, left/right mouth corners.
+HEAD_3D = np.array(
+    [
+        [0.0, 0.0, 0.0],
+        [0.0, -63.6, -12.5],
+        [-43.3, 32.7, -26.0],
+        [43.3, 32.7, -26.0],
+        [-28.9, -28.9, -24.1],
+        [28.9, -28.9, -24.1],
+    ]
+)
+HEAD_68 = [30, 8, 36, 45, 48, 54]  # the matching dlib landmark indices
+
+
+class Judge:
+    """dlib's face descriptor and 68-point landmarks, placed by our RetinaFace boxes."""
+
+    def __init__(self):
+        try:
+            import dlib
+            import face_recognition_models as models
+        except ImportError as exc:
+            raise FaceDancerError(f"the dlib identity judge is not installed: {JUDGE_INSTALL}") from exc
+        self._dlib = dlib
+        self._shape = dlib.shape_predictor(models.pose_predictor_model_location())
+        self._descriptor = dlib.face_recognition_model_v1(models.face_recognition_model_location())
+
+    def analyse(self, image: np.ndarray, box) -> tuple[np.ndarray, np.ndarray]:
+        """(128-d descriptor, 68x2 landmarks) of the face in `box` (x1, y1, x2, y2)."""
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        rect = self._dlib.rectangle(x1, y1, x2, y2)
+        image = np.ascontiguousarray(image)
+        shape = self._shape(image, rect)
+        landmarks = np.array([[p.x, p.y] for p in shape.parts()], np.float64)
+        descriptor = np.array(self._descriptor.compute_face_descriptor(image, shape), np.float64)
+        return descriptor, landmarks
+
+
+def head_pose(landmarks68: np.ndarray, image_shape) -> np.ndarray:
+    """(yaw, pitch, roll) in degrees from 68 landmarks, with a pinhole camera of focal length = image width."""
+    import cv2
+
+    height, width = image_shape[:2]
+    points = landmarks68[HEAD_68].astype(np.float64)
+    # The principal point sits on the face, so angles are relative to the ray through the face and do not
+    # change when the face moves across the frame (a roll in the image plane stays a pure roll).
+    cx, cy = points.mean(0)
+    camera = np.array([[width, 0, cx], [0, width, cy], [0, 0, 1]], np.float64)
+    ok, rvec, _ = cv2.solvePnP(HEAD_3D, points, camera, np.zeros(4), flags=cv2.SOLVEPNP_ITERATIVE)
+    if not ok:
+        raise FaceDancerError("head pose could not be solved from the landmarks")
+    rotation, _ = cv2.Rodrigues(rvec)
+    # Camera y points down, model y points up: flip to a right-handed face frame before reading angles.
+    r = rotation @ np.diag([1.0, -1.0, -1.0])
+    yaw = math.degrees(math.asin(-np.clip(r[2, 0], -1, 1)))
+    pitch = math.degrees(math.atan2(r[2, 1], r[2, 2]))
+    roll = math.degrees(math.atan2(r[1, 0], r[0, 0]))
+    return np.array([yaw, pitch, -roll])
+
+
+def in_plane_roll(landmarks68: np.ndarray) -> float:
+    """Roll from the eye line alone (degrees, clockwise positive in image coordinates)."""
+    left, right = landmarks68[36:42].mean(0), landmarks68[42:48].mean(0)
+    return math.degrees(math.atan2(right[1] - left[1], right[0] - left[0]))
+
+
+def expression_distance(a68: np.ndarray, b68: np.ndarray) -> float:
+    """Mean distance between inner-face landmarks (brows, eyes, nose, mouth) after a similarity fit of b onto a,
+    in units of a's inter-ocular distance: 0 for the same expression whatever the pose in the image plane."""
+    from facedancer.alignment import estimate_similarity, transform_points
+
+    inner = slice(17, 68)
+    matrix = estimate_similarity(b68[inner], a68[inner])
+    fitted = transform_points(b68[inner], matrix)
+    ocular = np.linalg.norm(a68[36:42].mean(0) - a68[42:48].mean(0))
+    return float(np.linalg.norm(fitted - a68[inner], axis=1).mean() / max(ocular, 1e-6))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+@dataclass
+class Item:
+    name: str
+    values: dict = field(default_factory=dict)
+
+
+class Evaluator:
+    """Scores (source, target, swap) image triples."""
+
+    def __init__(self, identity_model=None, judge: bool = True, detector=None):
+        from facedancer.detection import default_detector
+
+        self.detector = detector or default_detector()
+        self.judge = Judge() if judge else None
+        self.identity = identity_model
+        if identity_model is None and not judge:
+            raise FaceDancerError("evaluation needs an identity model, the dlib judge, or both")
+
+    def _face(self, image: np.ndarray, what: str):
+        faces = self.detector.detect(image)
+        if not faces:
+            raise FaceDancerError(f"no face found in the {what} image")
+        return faces[0]
+
+    def _embed(self, image, face) -> np.ndarray:
+        from facedancer.alignment import align
+
+        size = int(self.identity.inputs[0].shape[1])
+        crop = align(image, face.landmarks, size)[0][None].astype(np.float32) / 255.0
+        z = np.asarray(self.identity(crop))[0].astype(np.float64)
+        return z / max(np.linalg.norm(z), 1e-12)
+
+    def describe(self, image: np.ndarray, what: str) -> dict:
+        face = self._face(image, what)
+        out = {"face": face}
+        if self.identity is not None:
+            out["embedding"] = self._embed(image, face)
+        if self.judge is not None:
+            out["descriptor"], out["landmarks68"] = self.judge.analyse(image, face.box)
+            out["pose"] = head_pose(out["landmarks68"], image.shape)
+        return out
+
+    def score(
+        self, source: dict, target: dict, swap: dict, same_pair: bool, swap_image=None, target_image=None
+    ) -> dict:
+        values: dict[str, float] = {}
+        if self.identity is not None:
+            values["id_cos_source"] = float(swap["embedding"] @ source["embedding"])
+            values["id_cos_target"] = float(swap["embedding"] @ target["embedding"])
+        if self.judge is not None:
+            values["judge_dist_source"] = float(np.linalg.norm(swap["descriptor"] - source["descriptor"]))
+            values["judge_dist_target"] = float(np.linalg.norm(swap["descriptor"] - target["descriptor"]))
+            yaw, pitch, roll = np.abs(swap["pose"] - target["pose"])
+            values.update(
+                yaw_error=float(yaw),
+                pitch_error=float(pitch),
+                roll_error=float(roll),
+                pose_error=float((yaw + pitch + roll) / 3),
+            )
+            values["expression_error"] = expression_distance(target["landmarks68"], swap["landmarks68"])
+        if same_pair and swap_image is not None and target_image is not None:
+            values["reconstruction_l1"] = float(np.abs(swap_image.astype(float) - target_image).mean() / 255.0)
+            values["reconstruction_psnr"] = psnr(swap_image, target_image)
+        return values
+
+
+def retrieval_top1(
+    swaps: list[np.ndarray], sources: list[np.ndarray], truth: list[int], higher_is_closer: bool
+) -> float:
+    """Share of swaps whose closest source identity (among all sources) is their own source."""
+    hits = 0
+    for vector, own in zip(swaps, truth, strict=True):
+        scores = np.array([vector @ s if higher_is_closer else -np.linalg.norm(vector - s) for s in sources])
+        hits += int(np.argmax(scores) == own)
+    return hits / max(len(swaps), 1)
+
+
+def evaluate_triples(evaluator: Evaluator, triples: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> dict:
+    """triples: (name, source image, target image, swap image) -> {"items": [...], "summary": {...}}."""
+    items, source_desc, swap_desc = [], {}, []
+    for name, source, target, swap in triples:
+        key = source.tobytes()[:4096] + bytes(str(source.shape), "ascii")
+        if key not in source_desc:
+            source_desc[key] = evaluator.describe(source, f"source of {name}")
+        s = source_desc[key]
+        t = evaluator.describe(target, f"target of {name}")
+        w = evaluator.describe(swap, f"swap {name}")
+        same = source.shape == target.shape and np.array_equal(source, target)
+        values = evaluator.score(s, t, w, same, swap, target)
+        items.append({"name": name, **values})
+        swap_desc.append((list(source_desc).index(key), w))
+    summary = {}
+    for metric in sorted({k for item in items for k in item if k != "name"}):
+        vals = [item[metric] for item in items if metric in item and math.isfinite(item[metric])]
+        if vals:
+            summary[metric] = float(np.mean(vals))
+    sources = list(source_desc.values())
+    truth = [i for i, _ in swap_desc]
+    if evaluator.identity is not None:
+        summary["id_retrieval_top1"] = retrieval_top1(
+            [w["embedding"] for _, w in swap_desc], [s["embedding"] for s in sources], truth, True
+        )
+    if evaluator.judge is not None:
+        summary["judge_retrieval_top1"] = retrieval_top1(
+            [w["descriptor"] for _, w in swap_desc], [s["descriptor"] for s in sources], truth, False
+        )
+        summary["judge_same_as_source_rate"] = float(
+            np.mean([item["judge_dist_source"] < SAME_PERSON_DISTANCE for item in items])
+        )
+    summary["items"] = len(items)
+    summary["source_identities"] = len(sources)
+    return {"items": items, "summary": summary}
+
+
+def write_reports(result: dict, out_dir: Path) -> dict[str, Path]:
+    """results.json, results.csv and chart.png in out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / "results.json", "csv": out_dir / "results.csv", "chart": out_dir / "chart.png"}
+    write_text_atomic(paths["json"], json.dumps(result, indent=2))
+    columns = ["name", *sorted({k for item in result["items"] for k in item if k != "name"})]
+    with atomic_path(paths["csv"]) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(result["items"])
+    draw_chart(result["summary"], paths["chart"])
+    return paths
+
+
+def summary_table(summary: dict) -> str:
+    width = max(len(k) for k in summary)
+    return "\n".join(
+        f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}" for k, v in summary.items()
+    )
+
+
+def draw_chart(summary: dict, path: Path) -> None:
+    """A bar chart of the summary's [0, 1]-ish metrics, drawn with Pillow (no plotting dependency)."""
+    from PIL import Image, ImageDraw
+
+    metrics = [(k, v) for k, v in summary.items() if isinstance(v, float) and math.isfinite(v)]
+    row, width = 28, 760
+    image = Image.new("RGB", (width, 40 + row * max(len(metrics), 1)), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((10, 10), "FaceDancer evaluation (summary means)", fill="black")
+    top = max([abs(v) for _, v in metrics] + [1.0])
+    for i, (name, value) in enumerate(metrics):
+        y = 36 + i * row
+        draw.text((10, y + 6), name, fill="black")
+        length = int(360 * abs(value) / top)
+        draw.rectangle([260, y + 4, 260 + length, y + row - 6], fill=(70, 110, 200) if value >= 0 else (200, 80, 70))
+        draw.text((270 + length, y + 6), f"{value:.3f}", fill="black")
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
