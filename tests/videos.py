@@ -5,33 +5,19 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from facedancer import samples
 from facedancer.images import read_image
 
 
 def portrait(photo: Path, height: int) -> np.ndarray:
-    image = read_image(photo)
-    scale = height / image.shape[0]
-    return cv2.resize(image, (max(2, int(image.shape[1] * scale)), height), interpolation=cv2.INTER_AREA)
+    return samples.portrait(read_image(photo), height)
 
 
 def moving_face_frames(photo: Path, count: int = 24, size=(320, 240)) -> list[np.ndarray]:
     """A portrait sliding right and zooming in over a grey-gradient background."""
-    width, height = size
-    background = np.tile(np.linspace(60, 180, width, dtype=np.uint8)[None, :, None], (height, 1, 3))
-    frames = []
-    for i in range(count):
-        t = i / max(count - 1, 1)
-        face = portrait(photo, int(height * (0.8 + 0.15 * t)))
-        frame = background.copy()
-        x = int(10 + 60 * t)
-        w = min(face.shape[1], width - x)
-        h = min(face.shape[0], height)
-        frame[:h, x : x + w] = face[:h, :w]
-        frames.append(frame)
-    return frames
+    return samples.moving_face_frames(read_image(photo), count, size)
 
 
 def two_people_frames(left: Path, right: Path, count: int = 12, size=(480, 240)) -> list[np.ndarray]:
@@ -45,55 +31,7 @@ def two_people_frames(left: Path, right: Path, count: int = 12, size=(480, 240))
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: float = 12.0, audio: bool = True) -> Path:
-    """Encode frames (lossless-ish x264) and, if asked, add a 440 Hz AAC tone as long as the video."""
-    import imageio_ffmpeg
-
-    height, width = frames[0].shape[:2]
-    silent = path.with_name(path.stem + "_silent" + path.suffix) if audio else path
-    even = width % 2 == 0 and height % 2 == 0
-    writer = imageio_ffmpeg.write_frames(
-        str(silent),
-        (width, height),
-        fps=fps,
-        codec="libx264",
-        pix_fmt_out="yuv420p" if even else "yuv444p",
-        macro_block_size=1,
-        quality=None,
-        output_params=["-crf", "12"],
-        ffmpeg_log_level="error",
-    )
-    writer.send(None)
-    for frame in frames:
-        writer.send(np.ascontiguousarray(frame).tobytes())
-    writer.close()
-    if audio:
-        duration = len(frames) / fps
-        subprocess.run(
-            [
-                imageio_ffmpeg.get_ffmpeg_exe(),
-                "-y",
-                "-loglevel",
-                "error",
-                "-i",
-                str(silent),
-                "-f",
-                "lavfi",
-                "-i",
-                f"sine=frequency=440:sample_rate=44100:duration={duration}",
-                "-map",
-                "0:v",
-                "-map",
-                "1:a",
-                "-c:v",
-                "copy",
-                "-c:a",
-                "aac",
-                str(path),
-            ],
-            check=True,
-        )
-        silent.unlink()
-    return path
+    return samples.write_video(path, frames, fps, audio)
 
 
 def stream_info(path: Path) -> dict:
