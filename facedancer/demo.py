@@ -287,8 +287,8 @@ def _html(
 code,pre{{background:#f4f4f4}}img{{max-width:100%}}</style></head><body>
 <h1>FaceDancer demo</h1>
 <p><b>Read this first:</b> this run trained a generator for {options.steps} steps at
-{options.image_size}×{options.image_size} on a CPU from {align_counts["written"]} aligned photos. A few CPU steps cannot make a good face swapper: the
-swapped faces below are blurry blobs. What the demo shows is that every stage runs end to end and where its
+{options.image_size}×{options.image_size} on a CPU from {align_counts["written"]} aligned photos.
+A few CPU steps cannot make a good face swapper: the swapped faces below are blurry blobs. What the demo shows is that every stage runs end to end and where its
 output is. The identity encoder was {encoder_note}.</p>
 <p>To swap with real weights (a published FaceDancer generator and ArcFace-Res50.h5, see README "Model files
 you bring"), run:</p><pre>{html.escape(rerun)}</pre>
