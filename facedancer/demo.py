@@ -95,7 +95,8 @@ def run_demo(options: DemoOptions) -> Path:
 
     from facedancer.align_dataset import AlignOptions, align_dataset
     from facedancer.data import PipelineOptions, make_dataset
-    from facedancer.evaluation import Evaluator, evaluate_triples, write_reports
+    from facedancer.errors import FaceDancerError
+    from facedancer.evaluation import Evaluator, evaluate_triples, video_triples, write_reports
     from facedancer.images import read_image, write_image
     from facedancer.legacy import save_legacy_h5
     from facedancer.models import load
@@ -191,11 +192,9 @@ def run_demo(options: DemoOptions) -> Path:
     try:
         evaluator = Evaluator(swapper.identity, judge=True, detector=swapper.detector)
         judge = True
-    except Exception as exc:  # the judge is optional; say so in the report
+    except FaceDancerError as exc:  # the judge is optional; the report says which judge ran
         log.warning("dlib judge unavailable (%s); evaluating with the demo's identity encoder only", exc)
         evaluator, judge = Evaluator(swapper.identity, judge=False, detector=swapper.detector), False
-    from facedancer.cli.evaluate import video_triples
-
     result = evaluate_triples(
         evaluator, video_triples(chosen["source"], target_video, swapped_video, every=max(1, options.frames // 6))
     )
@@ -288,8 +287,9 @@ code,pre{{background:#f4f4f4}}img{{max-width:100%}}</style></head><body>
 <h1>FaceDancer demo</h1>
 <p><b>Read this first:</b> this run trained a generator for {options.steps} steps at
 {options.image_size}×{options.image_size} on a CPU from {align_counts["written"]} aligned photos.
-A few CPU steps cannot make a good face swapper: the swapped faces below are blurry blobs. What the demo shows is that every stage runs end to end and where its
-output is. The identity encoder was {encoder_note}.</p>
+A few CPU steps cannot make a good face swapper: the swapped faces below are blurry blobs.
+What the demo shows is that every stage runs end to end and where its output is.
+The identity encoder was {encoder_note}.</p>
 <p>To swap with real weights (a published FaceDancer generator and ArcFace-Res50.h5, see README "Model files
 you bring"), run:</p><pre>{html.escape(rerun)}</pre>
 <h2>Stages and timings (seconds)</h2><p>{html.escape(json.dumps(timings))}</p>

@@ -12,7 +12,6 @@ import csv
 import json
 import logging
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from facedancer.errors import FaceDancerError
 
 log = logging.getLogger(__name__)
 
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 JUDGE_INSTALL = "pip install dlib-bin face-recognition-models   (or: pip install 'facedancer[eval]')"
 SAME_PERSON_DISTANCE = 0.6
 # A generic head (millimetres): nose tip, chin, left/right eye outer corners, left/right mouth corners.
@@ -107,12 +107,6 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
-@dataclass
-class Item:
-    name: str
-    values: dict = field(default_factory=dict)
-
-
 class Evaluator:
     """Scores (source, target, swap) image triples."""
 
@@ -159,7 +153,7 @@ class Evaluator:
         if self.judge is not None:
             values["judge_dist_source"] = float(np.linalg.norm(swap["descriptor"] - source["descriptor"]))
             values["judge_dist_target"] = float(np.linalg.norm(swap["descriptor"] - target["descriptor"]))
-            yaw, pitch, roll = np.abs(swap["pose"] - target["pose"])
+            yaw, pitch, roll = np.abs((swap["pose"] - target["pose"] + 180.0) % 360.0 - 180.0)  # wrap at ±180°
             values.update(
                 yaw_error=float(yaw),
                 pitch_error=float(pitch),
@@ -260,3 +254,36 @@ def draw_chart(summary: dict, path: Path) -> None:
         draw.text((270 + length, y + 6), f"{value:.3f}", fill="black")
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
+
+
+def _images(folder: Path) -> dict[str, Path]:
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+
+
+def folder_triples(source: Path, target: Path, swap: Path) -> list:
+    from facedancer.images import read_image
+
+    targets, swaps = _images(target), _images(swap)
+    sources = _images(source) if source.is_dir() else None
+    names = sorted(set(targets) & set(swaps) & (set(sources) if sources is not None else set(targets)))
+    if not names:
+        raise FaceDancerError(f"no file names common to {source}, {target} and {swap}")
+    single = None if sources is not None else read_image(source)
+    return [
+        (n, single if single is not None else read_image(sources[n]), read_image(targets[n]), read_image(swaps[n]))
+        for n in names
+    ]
+
+
+def video_triples(source: Path, target_video: Path, swap_video: Path, every: int) -> list:
+    from facedancer.images import read_image
+    from facedancer.video import probe, read_frames
+
+    photo = read_image(source)
+    a, b = probe(target_video), probe(swap_video)
+    triples = []
+    for i, (t, s) in enumerate(zip(read_frames(a, every=every), read_frames(b, every=every), strict=False)):
+        triples.append((f"frame_{i * every:06d}", photo, t, s))
+    if not triples:
+        raise FaceDancerError(f"{target_video} / {swap_video}: no frames to compare")
+    return triples

@@ -9,7 +9,6 @@ from pathlib import Path
 from facedancer.errors import FaceDancerError
 
 log = logging.getLogger("facedancer.evaluate")
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
 
 def add_parser(sub) -> None:
@@ -37,41 +36,15 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _images(folder: Path) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
-
-
-def folder_triples(source: Path, target: Path, swap: Path) -> list:
-    from facedancer.images import read_image
-
-    targets, swaps = _images(target), _images(swap)
-    sources = _images(source) if source.is_dir() else None
-    names = sorted(set(targets) & set(swaps) & (set(sources) if sources is not None else set(targets)))
-    if not names:
-        raise FaceDancerError(f"no file names common to {source}, {target} and {swap}")
-    single = None if sources is not None else read_image(source)
-    return [
-        (n, single if single is not None else read_image(sources[n]), read_image(targets[n]), read_image(swaps[n]))
-        for n in names
-    ]
-
-
-def video_triples(source: Path, target_video: Path, swap_video: Path, every: int) -> list:
-    from facedancer.images import read_image
-    from facedancer.video import probe, read_frames
-
-    photo = read_image(source)
-    a, b = probe(target_video), probe(swap_video)
-    triples = []
-    for i, (t, s) in enumerate(zip(read_frames(a, every=every), read_frames(b, every=every), strict=False)):
-        triples.append((f"frame_{i * every:06d}", photo, t, s))
-    if not triples:
-        raise FaceDancerError(f"{target_video} / {swap_video}: no frames to compare")
-    return triples
-
-
 def run(args: argparse.Namespace) -> int:
-    from facedancer.evaluation import Evaluator, evaluate_triples, summary_table, write_reports
+    from facedancer.evaluation import (
+        Evaluator,
+        evaluate_triples,
+        folder_triples,
+        summary_table,
+        video_triples,
+        write_reports,
+    )
     from facedancer.models import load
 
     source = Path(args.source)
