@@ -56,5 +56,6 @@ def write_image(path: str | Path, image: np.ndarray) -> None:
     """Write an RGB uint8 image (format from the suffix) under a temporary name, then rename it."""
     from PIL import Image
 
+    extra = {"quality": 95} if Path(path).suffix.lower() in (".jpg", ".jpeg") else {}
     with atomic_path(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(image)).save(tmp)
+        Image.fromarray(np.ascontiguousarray(image)).save(tmp, **extra)
