@@ -45,3 +45,20 @@ def make_strategy(kind: str = "auto", cpu_replicas: int = 1):
         devices = [d.name for d in gpus] if gpus else [d.name for d in cpus[: max(cpu_replicas, 1)]]
         return tf.distribute.MirroredStrategy(devices)
     return tf.distribute.get_strategy()
+
+
+def is_multi_worker(strategy) -> bool:
+    import tensorflow as tf
+
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def is_chief(strategy) -> bool:
+    """True on the one worker that writes logs, checkpoints and exports (the only one when not multi-worker)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not is_multi_worker(strategy) or resolver is None or not resolver.task_type:
+        return True
+    cluster = resolver.cluster_spec().as_dict()
+    if "chief" in cluster:
+        return resolver.task_type == "chief"
+    return resolver.task_type == "worker" and int(resolver.task_id or 0) == 0

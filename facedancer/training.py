@@ -76,15 +76,18 @@ def write_json_atomic(path: Path, data: dict) -> None:
 class Trainer:
     """Builds the models under a distribution strategy and runs the GAN loop."""
 
-    def __init__(self, options: TrainOptions, run_dir: Path, strategy=None):
+    def __init__(self, options: TrainOptions, run_dir: Path, strategy=None, restore_dir: Path | None = None):
+        """`restore_dir`: where to restore checkpoints from when it is not where this process saves them
+        (a non-chief worker saves to a private folder but restores the chief's checkpoints)."""
         import keras
         import tensorflow as tf
 
-        from facedancer.distribute import make_strategy
+        from facedancer.distribute import is_chief, make_strategy
 
         self.options = options
         self.run_dir = Path(run_dir)
         self.strategy = strategy or make_strategy(options.strategy, options.cpu_replicas)
+        self.chief = is_chief(self.strategy)
         replicas = self.strategy.num_replicas_in_sync
         log.info(
             "%s with %d replica(s), %d images each per step",
@@ -113,8 +116,9 @@ class Trainer:
             step=self.step,
             rng=self.rng,
         )
-        chkp_dir = Path(options.chkp_dir) if options.chkp_dir else self.run_dir / "checkpoints"
+        chkp_dir = Path(options.chkp_dir) if options.chkp_dir and self.chief else self.run_dir / "checkpoints"
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(chkp_dir), max_to_keep=options.keep_checkpoints)
+        self.restore_dir = Path(restore_dir) if restore_dir else chkp_dir
         self._train_fn = None
         self._stop_signal: int | None = None
 
@@ -328,15 +332,19 @@ class Trainer:
 
     def restore(self, step: int | None = None) -> int:
         """Restore the latest checkpoint (or the one at `step`); returns the step restored (0: none)."""
+        import tensorflow as tf
+
+        state = tf.train.get_checkpoint_state(str(self.restore_dir))
+        available = list(state.all_model_checkpoint_paths) if state else []
         if step is not None:
-            path = next((p for p in self.manager.checkpoints if p.endswith(f"-{step}")), None)
+            path = next((p for p in available if p.endswith(f"-{step}")), None)
             if path is None:
                 raise FaceDancerError(
-                    f"no checkpoint at step {step} in {self.manager.directory}; "
-                    f"have {[int(p.rsplit('-', 1)[1]) for p in self.manager.checkpoints]}"
+                    f"no checkpoint at step {step} in {self.restore_dir}; "
+                    f"have {[int(p.rsplit('-', 1)[1]) for p in available]}"
                 )
         else:
-            path = self.manager.latest_checkpoint
+            path = tf.train.latest_checkpoint(str(self.restore_dir))
         if path is None:
             return 0
         self.checkpoint.restore(path).assert_existing_objects_matched()
@@ -380,6 +388,7 @@ class Trainer:
         import tensorflow as tf
         from tqdm import tqdm
 
+        from facedancer.distribute import is_multi_worker
         from facedancer.summaries import write_image, write_scalars
 
         o = self.options
@@ -392,6 +401,10 @@ class Trainer:
             return {}
         previous = {s: signal.signal(s, self._handle_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         train_fn = self.train_function()
+        if is_multi_worker(self.strategy):  # each worker keeps its share of the records, whatever the file count
+            data_options = tf.data.Options()
+            data_options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+            dataset = dataset.with_options(data_options)
         distributed = iter(self.strategy.experimental_distribute_dataset(dataset))
         plain = iter(dataset.take(1))
         preview_batch = [t.numpy() for t in next(plain)][:2]
@@ -419,7 +432,7 @@ class Trainer:
                     t_last, s_last = now, step
                     write_scalars(train_writer, scalars, step)
                     bar.set_postfix(g=f"{last['g_total']:.3f}", d=f"{last['d_total']:.3f}", refresh=False)
-                if step % o.image_every == 0 or step == o.max_steps:
+                if self.chief and (step % o.image_every == 0 or step == o.max_steps):
                     write_image(
                         train_writer,
                         "Images/train",
@@ -427,7 +440,7 @@ class Trainer:
                         step,
                         "rows: samples; columns: " + " | ".join(("target", "source", "swap", "self-rec")),
                     )
-                if val_writer is not None and (step % o.eval_every == 0 or step == o.max_steps):
+                if self.chief and val_writer is not None and (step % o.eval_every == 0 or step == o.max_steps):
                     metrics, grid = self.evaluate(eval_dataset, o.eval_batches)
                     write_scalars(val_writer, metrics, step)
                     if grid is not None:

@@ -3,6 +3,7 @@
 import glob
 import json
 import math
+import os
 import signal
 import socket
 import subprocess
@@ -381,3 +382,42 @@ def test_ifsr_margins_command_writes_margins_for_the_encoder(aligned_tree, setup
 
     assert data["blocks"] == list(IFSR_BLOCKS) and len(data["margins"]) == len(IFSR_BLOCKS)
     assert all(0.0 <= m <= 2.0 for m in data["margins"]) and "10 same-identity pairs" in data["description"]
+
+
+def test_multi_worker_strategy_from_tf_config_on_loopback(setup, tmp_path):
+    """Two worker processes on this machine, as two machines would run: the chief writes the run folder."""
+    import json as json_
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = []
+    for index in range(2):
+        env = {**os.environ, "TF_CONFIG": json_.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        args = _train_args(
+            setup,
+            "--strategy",
+            "multiworker",
+            "--batch_size",
+            "2",
+            "--max_steps",
+            "2",
+            "--p_lambda",
+            "0",
+            "--log_name",
+            "multi",
+            "--log_every",
+            "1",
+        )
+        args[args.index("--log_dir") + 1] = str(tmp_path)
+        procs.append(subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=600)[1] for p in procs]
+    assert procs[0].returncode == 0, outputs[0][-3000:]
+    assert "with 2 replica(s), 1 images each per step" in outputs[0]
+    assert (tmp_path / "multi" / "checkpoints" / "ckpt-2.index").exists()
+    assert [s for s, _ in _events(tmp_path / "multi", "train")["Loss/G/total"]] == [1, 2]
+    assert procs[1].returncode == 0, outputs[1][-3000:]
+    assert "training: 100%" in outputs[1]  # the second worker took part in both steps

@@ -164,16 +164,16 @@ def options_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    import tensorflow as tf
-
-    from facedancer.data import PipelineOptions, make_dataset
-    from facedancer.distribute import make_strategy
+    from facedancer.distribute import is_multi_worker, make_strategy
     from facedancer.train_options import TrainOptions
-    from facedancer.training import Trainer, latest_run_dir, new_run_dir, write_json_atomic
+    from facedancer.training import latest_run_dir, new_run_dir, write_json_atomic
 
     options = options_from_args(args)
     if args.load is not None and not args.resume:
         raise FaceDancerError("--load STEP restores a checkpoint of an earlier run: use it with --resume")
+    strategy = make_strategy(options.strategy, options.cpu_replicas)  # before anything initialises devices
+    if is_multi_worker(strategy):
+        return run_multi_worker(args, options, strategy)
     if args.resume:
         run_dir = latest_run_dir(options.log_dir, options.log_name) if args.resume == "latest" else Path(args.resume)
         if not (run_dir / "options.json").exists():
@@ -187,13 +187,41 @@ def run(args: argparse.Namespace) -> int:
         run_dir = new_run_dir(options.log_dir, options.log_name)
     write_json_atomic(run_dir / "options.json", dataclasses.asdict(options))
     log.info("run folder %s; watch it with: tensorboard --logdir %s", run_dir, run_dir / "logs")
+    return train_in(run_dir, args, options, strategy)
 
-    strategy = make_strategy(options.strategy, options.cpu_replicas)  # before anything initialises devices
+
+def run_multi_worker(args: argparse.Namespace, options, strategy) -> int:
+    """Every worker runs the same command; the chief writes LOG_DIR/LOG_NAME (a fixed name all workers agree
+    on), the others write to a private temporary folder and restore from the chief's checkpoints."""
+    import tempfile
+
+    from facedancer.distribute import is_chief
+    from facedancer.training import write_json_atomic
+
+    shared = Path(options.log_dir) / options.log_name
+    chief_checkpoints = Path(options.chkp_dir) if options.chkp_dir else shared / "checkpoints"
+    if is_chief(strategy):
+        shared.mkdir(parents=True, exist_ok=True)
+        run_dir = shared
+        write_json_atomic(run_dir / "options.json", dataclasses.asdict(options))
+        log.info("chief worker; run folder %s; watch it with: tensorboard --logdir %s", run_dir, run_dir / "logs")
+    else:
+        run_dir = Path(tempfile.mkdtemp(prefix="facedancer-worker-"))
+    return train_in(run_dir, args, options, strategy, restore_dir=chief_checkpoints)
+
+
+def train_in(run_dir: Path, args: argparse.Namespace, options, strategy, restore_dir: Path | None = None) -> int:
+    """Build the trainer in run_dir, restore on --resume, train, export, and map a stop signal to the exit code."""
+    import tensorflow as tf
+
+    from facedancer.data import PipelineOptions, make_dataset
+    from facedancer.training import Trainer
+
     tf.keras.utils.set_random_seed(options.seed)
-    trainer = Trainer(options, run_dir, strategy)
+    trainer = Trainer(options, run_dir, strategy, restore_dir=restore_dir)
     step = trainer.restore(args.load) if args.resume else 0
     if args.resume and step == 0:
-        log.warning("no checkpoint in %s: starting from step 0", trainer.manager.directory)
+        log.warning("no checkpoint in %s: starting from step 0", trainer.restore_dir)
     data_seed = int(trainer.rng.uniform_full_int([], dtype=tf.int64).numpy() % (2**31))
     pipeline = PipelineOptions(
         batch_size=options.batch_size,
