@@ -185,5 +185,10 @@ class FaceSwapper:
 
     def swap(self, image: np.ndarray) -> np.ndarray:
         """Swap every selected face of one RGB image."""
+        return self.swap_counted(image)[0]
+
+    def swap_counted(self, image: np.ndarray) -> tuple[np.ndarray, int]:
+        """The swapped image and how many faces were swapped (0: the image itself, unchanged)."""
         image = np.asarray(image)
-        return self.swap_frames([image], [self.select(image, self.detect(image))])[0]
+        faces = self.select(image, self.detect(image))
+        return self.swap_frames([image], [faces])[0], len(faces)

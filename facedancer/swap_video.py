@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facedancer.atomic import atomic_path
+from facedancer.background import ahead
 from facedancer.errors import FaceDancerError
 from facedancer.tracking import LandmarkSmoother
 from facedancer.video import FrameWriter, VideoError, mux_audio, probe, read_frames
@@ -31,46 +32,6 @@ class VideoOptions:
             raise FaceDancerError(f"--sample_rate must be at least 1, got {self.sample_rate}")
         if not 0.0 < self.length <= 1.0:
             raise FaceDancerError(f"--length is a fraction of the video in (0, 1], got {self.length}")
-
-
-def _ahead(fn, items, depth: int):
-    """Apply fn to items in one background thread, up to `depth` results ahead, in order.
-
-    Detection of the next frames overlaps the generator's work on the current batch.
-    """
-    import queue
-    import threading
-
-    results: queue.Queue = queue.Queue(maxsize=depth)
-    end = object()
-    failure: list[BaseException] = []
-    stop = threading.Event()
-
-    def work():
-        try:
-            for item in items:
-                if stop.is_set():
-                    break
-                results.put(fn(item))
-        except BaseException as exc:  # re-raised in the consumer
-            failure.append(exc)
-        finally:
-            results.put(end)
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    try:
-        while (result := results.get()) is not end:
-            yield result
-        if failure:
-            raise failure[0]
-    finally:
-        stop.set()
-        while thread.is_alive():
-            try:
-                results.get(timeout=0.1)
-            except queue.Empty:
-                pass
 
 
 def swap_video(
@@ -113,9 +74,10 @@ def swap_video(
                     pending.clear()
 
                 frames = read_frames(info, every=options.sample_rate, max_frames=max_frames)
-                detected = _ahead(
-                    lambda frame: (frame, swapper.select(frame, smoother(swapper.detect(frame)))),
+                # Detection of the next frames overlaps the generator's work on the current batch.
+                detected = ahead(
                     frames,
+                    lambda frame: (frame, swapper.select(frame, smoother(swapper.detect(frame)))),
                     depth=options.frames_per_batch,
                 )
                 for frame, faces in detected:

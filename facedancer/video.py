@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facedancer.background import ahead
 from facedancer.errors import FaceDancerError
 
 log = logging.getLogger(__name__)
@@ -99,11 +100,9 @@ def read_frames(
     """
     import imageio_ffmpeg
 
-    frames: queue.Queue = queue.Queue(maxsize=buffer)
-    stop = threading.Event()
     shape = (info.height, info.width, 3)
 
-    def decode():
+    def decode() -> Iterator[np.ndarray]:
         gen = imageio_ffmpeg.read_frames(
             str(info.path), pix_fmt="rgb24", output_params=["-fps_mode", "cfr", "-r", f"{info.fps:.6f}"]
         )
@@ -111,33 +110,18 @@ def read_frames(
             next(gen)
             kept = 0
             for index, raw in enumerate(gen):
-                if stop.is_set() or (max_frames is not None and kept >= max_frames):
+                if max_frames is not None and kept >= max_frames:
                     break
                 if index % every == 0:
-                    frames.put(np.frombuffer(raw, np.uint8).reshape(shape))
+                    yield np.frombuffer(raw, np.uint8).reshape(shape)
                     kept += 1
         finally:
             gen.close()
-            frames.put(_END)
 
-    worker = _Thread(decode)
-    worker.start()
     try:
-        while True:
-            item = frames.get()
-            if item is _END:
-                break
-            yield item
-        worker.join()
-        if worker.error is not None:
-            raise VideoError(f"{info.path}: decoding failed ({worker.error})") from worker.error
-    finally:
-        stop.set()
-        while worker.is_alive():
-            try:
-                frames.get(timeout=0.1)
-            except queue.Empty:
-                pass
+        yield from ahead(decode(), depth=buffer)
+    except (OSError, RuntimeError) as exc:
+        raise VideoError(f"{info.path}: decoding failed ({exc})") from exc
 
 
 class FrameWriter:

@@ -154,12 +154,11 @@ def run(args: argparse.Namespace) -> int:
 def swap_image_file(swapper, target: Path, output: Path) -> int:
     from facedancer.images import read_image, write_image
 
-    image = read_image(target)
-    faces = swapper.select(image, swapper.detect(image))
-    if not faces:
+    swapped, count = swapper.swap_counted(read_image(target))
+    if not count:
         log.warning("%s: no face to swap; written unchanged", target)
-    write_image(output, swapper.swap_frames([image], [faces])[0])
-    log.info("wrote %s (%d faces swapped)", output, len(faces))
+    write_image(output, swapped)
+    log.info("wrote %s (%d faces swapped)", output, count)
     return 0
 
 
@@ -179,8 +178,7 @@ def swap_folder(swapper, folder: Path, output: Path) -> int:
             log.warning("skipping %s", exc)
             failed += 1
             continue
-        faces = swapper.select(image, swapper.detect(image))
-        write_image(output / path.relative_to(folder), swapper.swap_frames([image], [faces])[0])
+        write_image(output / path.relative_to(folder), swapper.swap(image))
     log.info("wrote %d images to %s%s", len(files) - failed, output, f" ({failed} unreadable)" if failed else "")
     return 0
 
