@@ -20,26 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
 def arcface_resnet50(path: Path) -> str:
-    import keras
+    from standins import arcface_resnet50_layout
 
     from facedancer.legacy import save_legacy_h5
 
-    backbone = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(112, 112, 3))
-    inputs = keras.Input((112, 112, 3))
-    x = keras.layers.BatchNormalization()(backbone(inputs))
-    x = keras.layers.Flatten()(keras.layers.Dropout(0.4)(x))
-    x = keras.layers.BatchNormalization()(keras.layers.Dense(512)(x))
-    save_legacy_h5(keras.Model(inputs, x), path)
-    return str(path)
-
-
-def vgg_file(path: Path, size: int) -> str:
-    import keras
-
-    from facedancer.legacy import save_legacy_checkpoint
-
-    vgg = keras.applications.VGG16(include_top=False, weights=None, input_shape=(size, size, 3))
-    save_legacy_checkpoint(vgg, path.with_suffix(".json"), path)
+    save_legacy_h5(arcface_resnet50_layout(), path)
     return str(path)
 
 
@@ -52,6 +37,7 @@ def main() -> None:
 
     import numpy as np
     import tensorflow as tf
+    from standins import vgg16_notop_file
 
     from facedancer.train_options import TrainOptions
     from facedancer.training import Trainer
@@ -63,7 +49,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         arcface = arcface_resnet50(tmp / "arcface.h5")
-        vgg = vgg_file(tmp / "vgg.h5", args.image_size)
+        vgg = str(vgg16_notop_file(tmp / "vgg.h5", args.image_size))
         rng = np.random.default_rng(0)
         b, s = args.batch_size, args.image_size
         batch = (

@@ -18,10 +18,10 @@ import numpy as np
 
 from facedancer.atomic import atomic_path, write_text_atomic
 from facedancer.errors import FaceDancerError
+from facedancer.images import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 JUDGE_INSTALL = "pip install dlib-bin face-recognition-models   (or: pip install 'facedancer[eval]')"
 SAME_PERSON_DISTANCE = 0.6
 # A generic head (millimetres): nose tip, chin, left/right eye outer corners, left/right mouth corners.

@@ -10,6 +10,9 @@ import numpy as np
 from facedancer.atomic import atomic_path
 from facedancer.errors import FaceDancerError
 
+# Files the dataset, swap and evaluation commands treat as images.
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
+
 
 class ImageReadError(FaceDancerError):
     """A file that cannot be read as an image (corrupt, truncated, not an image)."""

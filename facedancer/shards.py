@@ -18,12 +18,11 @@ from pathlib import Path
 
 from facedancer.atomic import atomic_path, write_text_atomic
 from facedancer.errors import FaceDancerError
-from facedancer.images import ImageReadError, read_image
+from facedancer.images import IMAGE_SUFFIXES, ImageReadError, read_image
 
 log = logging.getLogger(__name__)
 
 SHARD_SUFFIX = ".records"
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 class ShardError(FaceDancerError):

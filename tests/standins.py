@@ -6,34 +6,31 @@ from pathlib import Path
 
 import keras
 
-from facedancer.ifsr import IFSR_BLOCKS
-
 
 def arcface_layout_standin(seed: int = 0) -> keras.Model:
-    """An ArcFace-Res50-shaped identity model: layers[1] is a backbone named like ResNet50 whose blocks
-    carry the IFSR names (conv2_block3_out … conv4_block6_out); input 112² in [0, 1], output 512-d."""
-    keras.utils.set_random_seed(seed)
+    """An ArcFace-Res50-shaped identity model with random weights (the demo's; see facedancer.demo)."""
+    from facedancer.demo import random_arcface_layout
+
+    return random_arcface_layout(seed)
+
+
+def arcface_resnet50_layout() -> keras.Model:
+    """An ArcFace-Res50-like model at full size: layers[1] is a keras.applications ResNet50 backbone."""
+    backbone = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(112, 112, 3))
     inputs = keras.Input((112, 112, 3))
-    x = keras.layers.Conv2D(8, 3, strides=4, padding="same", activation="relu", name="conv1_conv")(inputs)
-    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv2_block3_out")(x)  # 28²
-    for i in range(1, 5):
-        x = keras.layers.Conv2D(
-            16, 3, strides=2 if i == 1 else 1, padding="same", activation="relu", name=f"conv3_block{i}_out"
-        )(x)  # 14²
-    for i in range(1, 7):
-        x = keras.layers.Conv2D(
-            24, 3, strides=2 if i == 1 else 1, padding="same", activation="relu", name=f"conv4_block{i}_out"
-        )(x)  # 7²
-    backbone = keras.Model(inputs, x, name="resnet50")
-    outer_in = keras.Input((112, 112, 3))
-    h = backbone(outer_in)
-    h = keras.layers.BatchNormalization()(h)
-    h = keras.layers.GlobalAveragePooling2D()(h)
-    h = keras.layers.Dense(512)(h)
-    out = keras.layers.BatchNormalization()(h)
-    model = keras.Model(outer_in, out, name="ArcFaceStandin")
-    assert all(backbone.get_layer(b) for b in IFSR_BLOCKS)
-    return model
+    x = keras.layers.BatchNormalization()(backbone(inputs))
+    x = keras.layers.Flatten()(keras.layers.Dropout(0.4)(x))
+    x = keras.layers.BatchNormalization()(keras.layers.Dense(512)(x))
+    return keras.Model(inputs, x, name="ArcFaceLayout")
+
+
+def vgg16_notop_file(path: Path, size: int) -> Path:
+    """VGG16 notop weights in the Keras 2 .h5 layout of the ImageNet file (random values: no downloads)."""
+    from facedancer.legacy import save_legacy_checkpoint
+
+    vgg = keras.applications.VGG16(include_top=False, weights=None, input_shape=(size, size, 3))
+    save_legacy_checkpoint(vgg, path.with_suffix(".json"), path)
+    return path
 
 
 def save_arcface_standin(path: Path, seed: int = 0) -> Path:

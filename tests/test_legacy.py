@@ -6,6 +6,7 @@ import h5py
 import keras
 import numpy as np
 import pytest
+from standins import arcface_resnet50_layout
 
 import facedancer
 from facedancer.identity import IFSR_BLOCKS, feature_model
@@ -67,23 +68,10 @@ def test_legacy_model_resaves_as_native_keras(legacy_dir, reference, tmp_path):
     assert np.abs(y - reference["y"]).max() <= TOLERANCE
 
 
-def _arcface_layout_model() -> keras.Model:
-    """An ArcFace-Res50-like model: layers[1] is a keras.applications ResNet50 backbone."""
-    backbone = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(112, 112, 3))
-    inputs = keras.Input((112, 112, 3))
-    x = backbone(inputs)
-    x = keras.layers.BatchNormalization()(x)
-    x = keras.layers.Dropout(0.4)(x)
-    x = keras.layers.Flatten()(x)
-    x = keras.layers.Dense(512)(x)
-    x = keras.layers.BatchNormalization()(x)
-    return keras.Model(inputs, x, name="ArcFaceLayout")
-
-
 @pytest.fixture(scope="module")
 def arcface_files(tmp_path_factory):
     """The same ArcFace-layout model saved by Keras 3 (.h5) and in the original's Keras 2 format."""
-    model = _arcface_layout_model()
+    model = arcface_resnet50_layout()
     folder = tmp_path_factory.mktemp("arcface")
     model.save(folder / "keras3.h5")
     save_legacy_h5(model, folder / "ArcFace-Res50.h5")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from standins import save_arcface_standin
+from standins import save_arcface_standin, vgg16_notop_file
 
 import facedancer
 from facedancer.shards import ShardOptions, write_shards
@@ -35,7 +35,7 @@ def setup(aligned_tree, tmp_path_factory):
         progress=False,
     )
     arcface = save_arcface_standin(root / "ArcFace-Res50.h5")
-    vgg = _vgg_notop_file(root / "vgg16_notop.h5")
+    vgg = vgg16_notop_file(root / "vgg16_notop.h5", SIZE)
     return {
         "root": root,
         "train": str(root / "shards" / "faces_train_*-of-*.records"),
@@ -43,17 +43,6 @@ def setup(aligned_tree, tmp_path_factory):
         "arcface": str(arcface),
         "vgg": str(vgg),
     }
-
-
-def _vgg_notop_file(path: Path) -> Path:
-    """VGG16 notop weights in the Keras 2 .h5 layout of the ImageNet file (random values: no downloads)."""
-    import keras
-
-    from facedancer.legacy import save_legacy_checkpoint
-
-    vgg = keras.applications.VGG16(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3))
-    save_legacy_checkpoint(vgg, path.with_suffix(".json"), path)
-    return path
 
 
 def _train_args(setup, *extra) -> list[str]:

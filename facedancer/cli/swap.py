@@ -8,10 +8,10 @@ from pathlib import Path
 
 from facedancer.cli.common import add_device_flag
 from facedancer.errors import FaceDancerError
+from facedancer.images import IMAGE_SUFFIXES
 
 log = logging.getLogger("facedancer.swap")
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 MODEL_HINTS = {
     "generator": "get a published FaceDancer_config_*.h5 (README: 'Model files you bring') or export one with "
     "`facedancer train --export`",
