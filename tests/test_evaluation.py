@@ -83,3 +83,15 @@ def test_retrieval_and_cli_reports(photos, tmp_path):
     assert (tmp_path / "report" / "results.csv").read_text().startswith("name,")
     assert read_image(tmp_path / "report" / "chart.png").shape[1] == 760
     assert "judge_retrieval_top1" in result.stdout
+
+
+def test_sources_with_identical_first_rows_stay_different_identities(evaluator, photos):
+    def framed(name):
+        image = cv2.resize(read_image(photos / name), (600, 750))  # same shape for both
+        border = np.full((40, 600, 3), 255, np.uint8)  # > 4 KB of identical leading pixels
+        return np.concatenate([border, image], axis=0)
+
+    a, b = framed("obama.jpg"), framed("biden.jpg")
+    result = evaluate_triples(evaluator, [("a", a, b, a), ("b", b, a, b)])
+    assert result["summary"]["source_identities"] == 2
+    assert result["summary"]["judge_retrieval_top1"] == 1.0
