@@ -181,8 +181,7 @@ def make_dataset(patterns: str | list[str], options: PipelineOptions | None = No
             stop_on_empty_dataset=False,
         )
     pairs = pairs.batch(options.batch_size, drop_remainder=options.repeat)
-    flag_seed = options.seed if options.seed is not None else None
-    flags = tf.data.Dataset.random(seed=flag_seed).map(lambda r: tf.cast(r % 2**31, tf.float32) / 2.0**31)
+    flags = tf.data.Dataset.random(seed=options.seed).map(lambda r: tf.cast(r % 2**31, tf.float32) / 2.0**31)
     flags = flags.batch(options.batch_size)
 
     def pair_up(batch, uniform):

@@ -105,7 +105,7 @@ def run_demo(options: DemoOptions) -> Path:
     from facedancer.swap import FaceSwapper, SwapOptions
     from facedancer.swap_video import VideoOptions, swap_video
     from facedancer.train_options import TrainOptions
-    from facedancer.training import Trainer, new_run_dir
+    from facedancer.training import Trainer, new_run_dir, write_json_atomic
 
     out = _mk(Path(options.output))
     timings: dict[str, float] = {}
@@ -155,7 +155,7 @@ def run_demo(options: DemoOptions) -> Path:
         seed=options.seed,
     )
     run_dir = new_run_dir(train_options.log_dir, train_options.log_name)
-    write_text_atomic(run_dir / "options.json", json.dumps(asdict(train_options), indent=2))
+    write_json_atomic(run_dir / "options.json", asdict(train_options))
     trainer = Trainer(train_options, run_dir)
     dataset = make_dataset(
         pattern, PipelineOptions(batch_size=options.batch_size, image_size=options.image_size, seed=options.seed)
