@@ -28,15 +28,15 @@ def moving(photos, tmp_path_factory):
     return write_video(tmp_path_factory.mktemp("videos") / "moving.mp4", moving_face_frames(photos / "obama.jpg"))
 
 
-def _swap_cli(models, target, output, source, *extra):
+def _swap_cli(models, target, output, source, *extra, script="multi_face_single_source.py", target_flag="--vid_path"):
     args = [
         sys.executable,
-        "video_swap/multi_face_single_source.py",
+        f"video_swap/{script}",
         "--facedancer_path",
         str(models["generator"]),
         "--arcface_path",
         str(models["arcface"]),
-        "--vid_path",
+        target_flag,
         str(target),
         "--swap_source",
         str(source),
@@ -118,21 +118,9 @@ def test_image_folder(models, photos, tmp_path):
     folder = tmp_path / "in"
     for name in ("obama2.jpg", "obama3.jpg"):
         write_image(folder / "sub" / name.replace(".jpg", ".png"), read_image(photos / name))
-    args = [
-        sys.executable,
-        "video_swap/image_swap.py",
-        "--facedancer_path",
-        str(models["generator"]),
-        "--arcface_path",
-        str(models["arcface"]),
-        "--img_path",
-        str(folder),
-        "--swap_source",
-        str(photos / "biden.jpg"),
-        "--output",
-        str(tmp_path / "out"),
-    ]
-    result = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    result = _swap_cli(
+        models, folder, tmp_path / "out", photos / "biden.jpg", script="image_swap.py", target_flag="--img_path"
+    )
     assert result.returncode == 0, result.stderr
     outs = sorted(p.name for p in (tmp_path / "out" / "sub").iterdir())
     assert outs == ["obama2.png", "obama3.png"]
