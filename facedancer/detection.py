@@ -79,7 +79,8 @@ def _load_graph(path: Path):
 
 
 def _prepare(image: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
-    """Downscale so the longer side is at most max_side, then pad bottom/right to multiples of 32."""
+    """Downscale (still uint8: 4x less to resize than float) so the longer side is at most max_side, then
+    pad bottom/right to multiples of 32 into the float32 image the graph takes."""
     import cv2
 
     h, w = image.shape[:2]
@@ -128,7 +129,7 @@ class RetinaFaceDetector:
         image = as_rgb_uint8(image_rgb)
         if min(image.shape[:2]) < 2:
             return []
-        padded, scale = _prepare(image.astype(np.float32), max_side)
+        padded, scale = _prepare(image, max_side)
         raw = self._fn(tf.constant(padded[None]))
         out = np.asarray(raw.numpy() if hasattr(raw, "numpy") else raw[0], dtype=np.float64).reshape(-1, 16)
         ph, pw = padded.shape[:2]

@@ -21,7 +21,7 @@ from facedancer.images import read_image
 log = logging.getLogger(__name__)
 
 SELECT_MODES = ("all", "largest", "reference")
-PRECISIONS = ("float32", "bfloat16")
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 class NoFaceError(FaceDancerError):
@@ -37,8 +37,9 @@ class SwapOptions:
     detect_max_side: int = 640
     color_match: bool = False
     batch_size: int = 8
-    precision: str = "float32"
+    precision: str = "auto"
     feather: float = 0.08
+    rewrite_graph: bool = True
 
     def __post_init__(self):
         if self.select not in SELECT_MODES:
@@ -47,6 +48,20 @@ class SwapOptions:
             raise FaceDancerError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.batch_size < 1:
             raise FaceDancerError(f"--batch_size must be at least 1, got {self.batch_size}")
+
+
+def resolve_precision(precision: str) -> str:
+    """"auto" is bfloat16 on a CPU-only machine whose CPU has native bf16 (46-58 dB PSNR from float32 frames,
+    about 1.5x faster), float32 otherwise (GPUs keep float32: untested here)."""
+    if precision != "auto":
+        return precision
+    import tensorflow as tf
+
+    from facedancer.nn.precision import cpu_has_native_bf16
+
+    if tf.config.list_physical_devices("GPU") or not cpu_has_native_bf16():
+        return "float32"
+    return "bfloat16"
 
 
 class FaceSwapper:
@@ -68,10 +83,17 @@ class FaceSwapper:
         self.crop_size = int(self.generator.inputs[0].shape[1])
         self.identity_size = int(self.identity.inputs[0].shape[1])
         net = self.generator
-        if self.options.precision == "bfloat16":
+        self.precision = resolve_precision(self.options.precision)
+        if self.precision == "bfloat16":
             from facedancer.nn.precision import with_dtype_policy
 
             net = with_dtype_policy(self.generator, "mixed_bfloat16")
+        graph = "rewritten for inference" if self.options.rewrite_graph else "as stored"
+        log.info("generator: %s, graph %s", self.precision, graph)
+        if self.options.rewrite_graph:
+            from facedancer.nn.inference import optimize_for_inference
+
+            net = optimize_for_inference(net)
         self._generate = tf.function(
             lambda x, z: tf.cast(net([x, z], training=False), tf.float32),
             input_signature=[

@@ -23,7 +23,7 @@ class VideoOptions:
     compare: bool = False
     codec: str = "libx264"
     crf: int = 18
-    preset: str = "medium"
+    preset: str = "veryfast"
     smoothing: float = 0.6
     frames_per_batch: int = 8
 

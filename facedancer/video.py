@@ -135,7 +135,7 @@ class FrameWriter:
         fps: float,
         codec: str = "libx264",
         crf: int = 18,
-        preset: str = "medium",
+        preset: str = "veryfast",
         buffer: int = 16,
     ):
         import imageio_ffmpeg

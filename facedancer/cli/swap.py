@@ -93,16 +93,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch_size", type=int, default=8, help="faces per generator call (8)")
     g.add_argument(
         "--precision",
-        choices=("float32", "bfloat16"),
-        default="float32",
-        help="generator compute precision; bfloat16 is faster on CPUs with AVX512-BF16/AMX (float32)",
+        choices=("auto", "float32", "bfloat16"),
+        default="auto",
+        help="generator compute precision; auto = bfloat16 on a CPU with AVX512-BF16/AMX and no GPU, "
+        "else float32 (auto)",
+    )
+    g.add_argument(
+        "--plain_graph",
+        action="store_true",
+        help="run the generator graph exactly as stored, without the exact inference rewrites "
+        "(fused instance norm, strided convs); slower, for debugging",
     )
     g.add_argument("--sample_rate", type=int, default=1, help="keep every N-th frame; fps is divided by N (1)")
     g.add_argument("--length", type=float, default=1.0, help="fraction of the video to process, (0, 1] (1.0)")
     g.add_argument("--compare", action="store_true", help="write the original and the swap side by side")
     g.add_argument("--codec", default="libx264", help="video codec (libx264)")
     g.add_argument("--crf", type=int, default=18, help="x264/x265 constant rate factor, lower = better (18)")
-    g.add_argument("--preset", default="medium", help="x264/x265 preset (medium)")
+    g.add_argument(
+        "--preset",
+        default="veryfast",
+        help="x264/x265 preset: slower presets spend more CPU for smaller files at the same --crf (veryfast)",
+    )
     add_device_flag(p)
 
 
@@ -126,6 +137,7 @@ def build_swapper(args: argparse.Namespace):
         color_match=args.color_match,
         batch_size=args.batch_size,
         precision=args.precision,
+        rewrite_graph=not args.plain_graph,
     )
     detector = RetinaFaceDetector(args.retina_path) if args.retina_path else default_detector()
     swapper = FaceSwapper(args.facedancer_path, args.arcface_path, detector, options)

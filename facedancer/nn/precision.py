@@ -7,6 +7,22 @@ import keras
 from facedancer.nn.layers import custom_objects
 
 POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this (Linux) CPU computes bfloat16 dot products natively, where bf16 inference pays off.
+
+    Without AVX512-BF16 or AMX, oneDNN emulates bf16 and it is slower than float32.
+    """
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return any(flag in line.split() for flag in BF16_CPU_FLAGS)
+    except OSError:
+        pass
+    return False
 
 
 def _set_policy(layer_configs: list, policy: str) -> None:
