@@ -61,19 +61,6 @@ def blend_whole_frame(total, face, matrix, mask):
     return face * weight + total * (1 - weight)
 
 
-def trained_like_norms(model, seed: int = 0) -> None:
-    """Instance-norm scales ~ 1 ± 0.1 and offsets ~ ±0.1, as in trained files, instead of exactly 1 and 0."""
-    import numpy as np
-
-    from facedancer.nn import InstanceNormalization
-
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, InstanceNormalization):
-            gamma, beta = layer.get_weights()
-            layer.set_weights([1 + 0.1 * rng.standard_normal(gamma.shape), 0.1 * rng.standard_normal(beta.shape)])
-
-
 def baseline(generator, identity, detector, video: Path, output: Path, source_z) -> int:
     """The original's way: seek each frame, detect at full size, predict each face alone, blend over the
     whole frame, write with OpenCV."""
@@ -121,6 +108,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
 
     import numpy as np
+    from standins import trained_like_norms
     from train_step import arcface_resnet50
     from videos import decode
 
@@ -134,9 +122,7 @@ def main() -> None:
         tmp = Path(tmp)
         gen_path = Path(args.generator) if args.generator else tmp / "generator.keras"
         if not args.generator:
-            model = build_generator(preset("C"))
-            trained_like_norms(model)
-            model.save(gen_path)
+            trained_like_norms(build_generator(preset("C"))).save(gen_path)
         arc_path = args.arcface or arcface_resnet50(tmp / "arcface.h5")
         generator = facedancer.load_model(gen_path, kind="generator")
         identity = facedancer.load_model(arc_path, kind="identity")

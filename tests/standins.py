@@ -54,3 +54,18 @@ def pixel_identity_encoder(seed: int = 0) -> keras.Model:
     x = keras.layers.Flatten()(x)
     out = keras.layers.Dense(512, use_bias=False, kernel_initializer="orthogonal")(x)
     return keras.Model(inputs, out, name="PixelIdentity")
+
+
+def trained_like_norms(model: keras.Model, seed: int = 0, spread: float = 0.1) -> keras.Model:
+    """Instance-norm scales ~ 1 ± spread and offsets ~ ± spread, as in a trained file, instead of the initial
+    exact 1 and 0 (which TensorFlow's graph optimiser folds away, taking another path than real models)."""
+    import numpy as np
+
+    from facedancer.nn import InstanceNormalization
+
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, InstanceNormalization):
+            gamma, beta = layer.get_weights()
+            layer.set_weights([1 + spread * rng.standard_normal(gamma.shape), spread * rng.standard_normal(beta.shape)])
+    return model

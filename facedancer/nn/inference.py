@@ -19,6 +19,7 @@ inference only.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 
 import keras
@@ -26,6 +27,8 @@ import numpy as np
 from keras import layers
 
 from facedancer.nn.layers import AdaIN, InstanceNormalization
+
+log = logging.getLogger(__name__)
 
 
 class FusedInstanceNorm(layers.Layer):
@@ -74,7 +77,7 @@ def _conv_kernel(op, size: int) -> bool:
         and tuple(config["strides"]) == (1, 1)
         and tuple(config["dilation_rate"]) == (1, 1)
         and config.get("groups", 1) == 1
-        and config["padding"] == "same"
+        and (config["padding"] == "same" or size == 1)
         and config["activation"] == "linear"
         and config["data_format"] == "channels_last"
     )
@@ -262,4 +265,45 @@ def optimize_for_inference(model: keras.Model) -> keras.Model:
         for old, new in zip(node.outputs, flat, strict=True):
             tensors[id(old)] = new
     outputs = [tensors[id(t)] for t in model.outputs]
-    return keras.Model(inputs, outputs if len(outputs) > 1 else outputs[0], name=f"{model.name}_inference")
+    return keras.Model(
+        keras.tree.pack_sequence_as(model.input, inputs),
+        keras.tree.pack_sequence_as(model.output, outputs),
+        name=f"{model.name}_inference",
+    )
+
+
+def agreement_db(a: np.ndarray, b: np.ndarray, peak: float = 2.0) -> float:
+    """PSNR of b against a (outputs in [-1, 1]: peak-to-peak 2); inf when equal."""
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(peak**2 / mse)
+
+
+def optimize_checked(model: keras.Model, min_db: float, seed: int = 0) -> keras.Model:
+    """`optimize_for_inference`, verified on one random input against the stored graph before it is used.
+
+    A model the rewrites get wrong (a layout no test has seen) is run as stored, with a warning, instead
+    of producing wrong faces: agreement below `min_db` PSNR, or any error while rewriting, falls back.
+    """
+    try:
+        fast = optimize_for_inference(model)
+        if fast is model:
+            return model
+        rng = np.random.default_rng(seed)
+        inputs = [rng.uniform(-1, 1, (1, *t.shape[1:])).astype(np.float32) for t in model.inputs]
+        inputs = keras.tree.pack_sequence_as(model.input, inputs)
+        expected = keras.ops.convert_to_numpy(keras.ops.cast(model(inputs, training=False), "float32"))
+        got = keras.ops.convert_to_numpy(keras.ops.cast(fast(inputs, training=False), "float32"))
+        db = agreement_db(expected, got)
+    except Exception as exc:  # noqa: BLE001 - any failure here must not stop a swap
+        log.warning("could not rewrite %s for inference (%s); running it as stored", model.name, exc)
+        return model
+    if not db >= min_db:
+        log.warning(
+            "the inference rewrite of %s agrees with it to only %.1f dB (< %.0f); running it as stored",
+            model.name,
+            db,
+            min_db,
+        )
+        return model
+    log.debug("inference rewrite of %s: %.1f dB agreement", model.name, db)
+    return fast
