@@ -1,8 +1,9 @@
 """Rewrite a trained functional model into a cheaper graph that computes the same function.
 
 Swapping runs the generator on every face of every frame, so inference cost is the product. Three
-linear-algebra identities of the FaceDancer blocks (true for any weights, so legacy files of any decoder
-config benefit) remove about a third of the work without changing the output beyond float round-off:
+linear-algebra identities of the FaceDancer blocks and one fused kernel (valid for any weights, so legacy
+files of any decoder config benefit) remove about a third of the work without changing the output beyond
+float round-off:
 
 - 3×3 conv ("same", stride 1) followed by 2×2 average pooling is one 4×4 conv with stride 2 whose kernel is
   the 3×3 kernel averaged over the four pool offsets: 2.25× fewer multiply-adds, no pooling pass.
@@ -11,7 +12,9 @@ config benefit) remove about a third of the work without changing the output bey
   of two resizes and an add at the high one.
 - Instance norm (+ the AdaIN modulation and LeakyReLU after it) is written, in float32 with its scale and
   offset as constants, in the form TensorFlow's oneDNN graph rewriter fuses into one kernel
-  (`_MklFusedInstanceNorm`) instead of a chain of ten element-wise passes over the feature map.
+  (`_MklFusedInstanceNorm`) instead of a chain of ten element-wise passes over the feature map. (A norm
+  whose scale and offset are still exactly 1 and 0, as initialised, is simplified by TensorFlow first and
+  stays unfused: same result, a little slower.)
 
 The rewritten model shares its untouched layers (and their weights) with the original; use it for
 inference only.
