@@ -31,6 +31,10 @@ def add_parser(sub) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from facedancer.swap import PRECISIONS, SELECT_MODES, SwapOptions
+    from facedancer.swap_video import VideoOptions
+
+    d, v = SwapOptions(), VideoOptions()  # one source of truth for the defaults, as in the train command
     g = p.add_argument_group("inputs and outputs")
     g.add_argument(
         "--target",
@@ -63,40 +67,45 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("faces")
     g.add_argument(
         "--select",
-        choices=("all", "largest", "reference"),
-        default="all",
-        help="which faces to swap: all, the largest, or those matching --reference_face (all)",
+        choices=SELECT_MODES,
+        default=d.select,
+        help=f"which faces to swap: all, the largest, or those matching --reference_face ({d.select})",
     )
     g.add_argument("--reference_face", nargs="+", help="photo(s) of the person to replace (--select reference)")
     g.add_argument(
         "--reference_distance",
         type=float,
-        default=0.6,
-        help="max identity cosine distance to --reference_face for a face to be swapped (0.6)",
+        default=d.reference_distance,
+        help=f"max identity cosine distance to --reference_face for a face to be swapped ({d.reference_distance})",
     )
-    g.add_argument("--min_face", type=int, default=24, help="leave faces smaller than this many pixels alone (24)")
-    g.add_argument("--score", type=float, default=0.9, help="minimum detection score (0.9)")
+    g.add_argument(
+        "--min_face",
+        type=int,
+        default=d.min_face,
+        help=f"leave faces smaller than this many pixels alone ({d.min_face})",
+    )
+    g.add_argument("--score", type=float, default=d.score, help=f"minimum detection score ({d.score})")
     g.add_argument(
         "--detect_max_side",
         type=int,
-        default=640,
-        help="detect on a copy downscaled to this longer side; 0 = full size (640)",
+        default=d.detect_max_side,
+        help=f"detect on a copy downscaled to this longer side; 0 = full size ({d.detect_max_side})",
     )
     g.add_argument("--color_match", action="store_true", help="match the swapped face's colours to the target skin")
     g.add_argument(
         "--smoothing",
         type=float,
-        default=0.6,
-        help="landmark smoothing across video frames against jitter, 0 (off) to <1 (0.6)",
+        default=v.smoothing,
+        help=f"landmark smoothing across video frames against jitter, 0 (off) to <1 ({v.smoothing})",
     )
     g = p.add_argument_group("speed and encoding")
-    g.add_argument("--batch_size", type=int, default=8, help="faces per generator call (8)")
+    g.add_argument("--batch_size", type=int, default=d.batch_size, help=f"faces per generator call ({d.batch_size})")
     g.add_argument(
         "--precision",
-        choices=("auto", "float32", "bfloat16"),
-        default="auto",
+        choices=PRECISIONS,
+        default=d.precision,
         help="generator compute precision; auto = bfloat16 on a CPU with AVX512-BF16/AMX and no GPU, "
-        "else float32 (auto)",
+        f"else float32 ({d.precision})",
     )
     g.add_argument(
         "--plain_graph",
@@ -104,15 +113,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="run the generator graph exactly as stored, without the exact inference rewrites "
         "(fused instance norm, strided convs); slower, for debugging",
     )
-    g.add_argument("--sample_rate", type=int, default=1, help="keep every N-th frame; fps is divided by N (1)")
-    g.add_argument("--length", type=float, default=1.0, help="fraction of the video to process, (0, 1] (1.0)")
+    g.add_argument(
+        "--sample_rate",
+        type=int,
+        default=v.sample_rate,
+        help=f"keep every N-th frame; fps is divided by N ({v.sample_rate})",
+    )
+    g.add_argument(
+        "--length", type=float, default=v.length, help=f"fraction of the video to process, (0, 1] ({v.length})"
+    )
     g.add_argument("--compare", action="store_true", help="write the original and the swap side by side")
-    g.add_argument("--codec", default="libx264", help="video codec (libx264)")
-    g.add_argument("--crf", type=int, default=18, help="x264/x265 constant rate factor, lower = better (18)")
+    g.add_argument("--codec", default=v.codec, help=f"video codec ({v.codec})")
+    g.add_argument("--crf", type=int, default=v.crf, help=f"x264/x265 constant rate factor, lower = better ({v.crf})")
     g.add_argument(
         "--preset",
-        default="veryfast",
-        help="x264/x265 preset: slower presets spend more CPU for smaller files at the same --crf (veryfast)",
+        default=v.preset,
+        help=f"x264/x265 preset: slower presets spend more CPU for smaller files at the same --crf ({v.preset})",
     )
     add_device_flag(p)
 
