@@ -165,7 +165,8 @@ def _graph_nodes(model: keras.Model) -> list:
 
 
 def _plan(model: keras.Model, nodes: list) -> dict:
-    """id(node) -> rewrite for that node: "skip" (pass its input through) or a replacement tag."""
+    """id(node) -> rewrite for that node: "skip" (pass its input through), "defer" (computed by a later node),
+    a replacement tag, or a tuple of a tag and what the replacement needs."""
     producer = {id(t): node for node in nodes for t in node.outputs}
     readers = defaultdict(list)
     for node in nodes:
@@ -209,7 +210,7 @@ def _plan(model: keras.Model, nodes: list) -> dict:
                 continue
             keys = {_upsampling_key(s.operation) for s in sources}
             if len(keys) == 1 and None not in keys and len({id(s) for s in sources}) == len(sources):
-                plan[id(node)] = "add_upsample"
+                plan[id(node)] = ("add_upsample", sources[0].operation)
                 for source in sources:
                     plan[id(source)] = "skip"
     return plan
@@ -240,14 +241,13 @@ def optimize_for_inference(model: keras.Model) -> keras.Model:
     plan = _plan(model, nodes)
     if not plan:
         return model
-    producer = {id(t): node for node in nodes for t in node.outputs}
     inputs = [keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name) for t in model.inputs]
     tensors = {id(old): new for old, new in zip(model.inputs, inputs, strict=True)}
     for node in nodes:
         op, action = node.operation, plan.get(id(node))
         if action == "defer":  # computed by the last node of its fused chain
             continue
-        if isinstance(action, tuple):  # ("fused_norm", norm node, AdaIN node or None, slope or None)
+        if isinstance(action, tuple) and action[0] == "fused_norm":  # (tag, norm, AdaIN or None, slope or None)
             outputs = _fused_norm(tensors, *action[1:])
         else:
             args, kwargs = node.arguments.fill_in(tensors)
@@ -260,8 +260,8 @@ def optimize_for_inference(model: keras.Model) -> keras.Model:
             elif action == "pool_conv1":
                 pooled = layers.AveragePooling2D(2, dtype=op.dtype_policy, name=f"{op.name}_prepool")(args[0])
                 outputs = op(pooled)
-            else:  # add_upsample: every input was an equal upsampling, now skipped
-                upsampling = producer[id(node.input_tensors[0])].operation
+            else:  # ("add_upsample", upsampling): every input was this kind of upsampling, now skipped
+                upsampling = action[1]
                 config = {**upsampling.get_config(), "name": f"{op.name}_upsampled", "dtype": op.dtype_policy}
                 outputs = layers.UpSampling2D.from_config(config)(op(*args, **kwargs))
         flat = outputs if isinstance(outputs, (list, tuple)) else [outputs]
