@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -12,6 +13,17 @@ from facedancer.errors import FaceDancerError
 
 # Files the dataset, swap and evaluation commands treat as images.
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
+
+# Largest photo read (pixels). Pillow's default (~89 MP) refuses ordinary 108 MP phone photos; 200 MP still
+# stops decompression bombs (a few KB of PNG that would expand to gigabytes). `--max_pixels` changes it.
+DEFAULT_MAX_PIXELS = 200_000_000
+_max_pixels = DEFAULT_MAX_PIXELS
+
+
+def set_max_pixels(limit: int) -> None:
+    """Largest image (width x height) read_image accepts; larger ones are refused naming --max_pixels."""
+    global _max_pixels
+    _max_pixels = int(limit)
 
 
 class ImageReadError(FaceDancerError):
@@ -35,6 +47,14 @@ def _to_rgb8(image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
+def _too_large(path: Path, pixels: int) -> ImageReadError:
+    need = f"{-(-pixels // 1_000_000)}M" if pixels else "a larger value"
+    return ImageReadError(
+        f"{path}: {pixels / 1e6:.0f} MP is above --max_pixels {_max_pixels / 1e6:.0f}M "
+        f"(a guard against decompression bombs); pass --max_pixels {need} to read it"
+    )
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """An HxWx3 uint8 RGB array, upright as the camera's EXIF orientation says."""
     from PIL import Image, ImageOps, UnidentifiedImageError
@@ -42,16 +62,24 @@ def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = _max_pixels  # Pillow raises only above twice this; we refuse above it
             with Image.open(path) as image:
+                if image.size[0] * image.size[1] > _max_pixels:
+                    raise _too_large(path, image.size[0] * image.size[1])
                 image.load()
                 image = ImageOps.exif_transpose(image)
                 return _to_rgb8(image)
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        raise _too_large(path, int(found.group(1)) if found else 0) from exc
     except FileNotFoundError as exc:
         raise ImageReadError(f"{path}: file not found") from exc
     except UnidentifiedImageError as exc:
         raise ImageReadError(f"{path}: not an image file") from exc
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning) as exc:
         raise ImageReadError(f"{path}: unreadable image ({exc})") from exc
 
 

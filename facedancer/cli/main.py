@@ -9,15 +9,17 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
 from facedancer.cli import align, demo, evaluate, ifsr_margins, info, shard, swap, train
-from facedancer.cli.common import apply_device
+from facedancer.cli.common import apply_device, apply_max_pixels
 
 SUBCOMMANDS = (demo, info, align, shard, train, ifsr_margins, swap, evaluate)
 EXIT_USER_ERROR = 1
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
 
 log = logging.getLogger("facedancer")
 
@@ -39,18 +41,73 @@ def setup_logging(verbose: bool) -> None:
     )
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM raised as an exception in the main thread, so `finally` blocks remove temporary files."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an OSError a user can fix (permissions, a file where a folder belongs, a full disk)."""
+    where = exc.filename if exc.filename is not None else "a file"
+    reason = (exc.strerror or str(exc)).lower()
+    fixes = {
+        PermissionError: "check its permissions or choose another path",
+        IsADirectoryError: "it is a folder; give a file path",
+        NotADirectoryError: "a file is in the way where a folder is expected; choose another path",
+        FileExistsError: "it already exists; remove it or choose another path",
+        FileNotFoundError: "check the path",
+    }
+    fix = next((text for kind, text in fixes.items() if isinstance(exc, kind)), "check the path and free space")
+    return f"{where}: {reason}; {fix}"
+
+
 def run_command(func, args: argparse.Namespace) -> int:
     """Run a parsed sub-command; user errors become one line on stderr and exit code 1."""
     from facedancer.errors import FaceDancerError
 
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if _in_main_thread() else None
     try:
         return int(func(args) or 0)
     except FaceDancerError as exc:
-        log.error("%s", exc)
+        log.error("%s", str(exc).replace("\n", " "))
         return EXIT_USER_ERROR
+    except OSError as exc:
+        log.error("%s", os_error_line(exc))
+        return EXIT_USER_ERROR
+    except Terminated:
+        log.error("terminated (SIGTERM); partial outputs removed")
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         log.error("interrupted")
         return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def explicit_options(argv: Sequence[str] | None) -> set[str]:
+    """Destinations of the flags the user typed (not defaults): they override a resumed run's options."""
+    parser = build_parser()
+    parsers = [parser]
+    while parsers:
+        current = parsers.pop()
+        for action in current._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+            elif action.dest != "help":
+                action.default = argparse.SUPPRESS
+        current._defaults.clear()
+    given = vars(parser.parse_args(list(sys.argv[1:] if argv is None else argv)))
+    return set(given) - {"command"}
 
 
 def quiet_tensorflow_import() -> None:
@@ -72,8 +129,10 @@ def quiet_tensorflow_import() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.explicit = explicit_options(argv)
     setup_logging(args.verbose)
     apply_device(args)
+    apply_max_pixels(args)
     if not args.verbose:
         quiet_tensorflow_import()
     return run_command(args.func, args)

@@ -6,7 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from facedancer.cli.common import add_device_flag
+from facedancer.cli import types
+from facedancer.cli.common import add_device_flag, add_max_pixels_flag
 from facedancer.errors import FaceDancerError
 from facedancer.images import IMAGE_SUFFIXES
 
@@ -50,7 +51,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         nargs="+",
         help="photo(s) of the identity to put on the faces (embeddings are averaged)",
     )
-    g.add_argument("--output", required=True, help="output video / image file, or folder for a folder target")
+    g.add_argument(
+        "--output",
+        required=True,
+        help="output video / image file, or folder for a folder target; never the target itself (see --in_place)",
+    )
+    g.add_argument(
+        "--in_place",
+        action="store_true",
+        help="allow --output to be --target: the swap replaces the original file(s) (off: refused)",
+    )
     g.add_argument("--facedancer_path", required=True, help="generator file (.keras, FaceDancer_config_*.h5, …)")
     g.add_argument(
         "--arcface_path",
@@ -74,32 +84,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--reference_face", nargs="+", help="photo(s) of the person to replace (--select reference)")
     g.add_argument(
         "--reference_distance",
-        type=float,
+        type=types.float_in(0.0, 2.0),
         default=d.reference_distance,
         help=f"max identity cosine distance to --reference_face for a face to be swapped ({d.reference_distance})",
     )
     g.add_argument(
         "--min_face",
-        type=int,
+        type=types.NON_NEGATIVE_INT,
         default=d.min_face,
         help=f"leave faces smaller than this many pixels alone ({d.min_face})",
     )
-    g.add_argument("--score", type=float, default=d.score, help=f"minimum detection score ({d.score})")
+    g.add_argument("--score", type=types.FRACTION, default=d.score, help=f"minimum detection score ({d.score})")
     g.add_argument(
         "--detect_max_side",
-        type=int,
+        type=types.NON_NEGATIVE_INT,
         default=d.detect_max_side,
         help=f"detect on a copy downscaled to this longer side; 0 = full size ({d.detect_max_side})",
     )
     g.add_argument("--color_match", action="store_true", help="match the swapped face's colours to the target skin")
     g.add_argument(
         "--smoothing",
-        type=float,
+        type=types.float_in(0.0, 1.0, high_open=True),
         default=v.smoothing,
         help=f"landmark smoothing across video frames against jitter, 0 (off) to <1 ({v.smoothing})",
     )
     g = p.add_argument_group("speed and encoding")
-    g.add_argument("--batch_size", type=int, default=d.batch_size, help=f"faces per generator call ({d.batch_size})")
+    g.add_argument(
+        "--batch_size", type=types.POSITIVE_INT, default=d.batch_size, help=f"faces per generator call ({d.batch_size})"
+    )
     g.add_argument(
         "--precision",
         choices=PRECISIONS,
@@ -115,21 +127,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--sample_rate",
-        type=int,
+        type=types.POSITIVE_INT,
         default=v.sample_rate,
         help=f"keep every N-th frame; fps is divided by N ({v.sample_rate})",
     )
     g.add_argument(
-        "--length", type=float, default=v.length, help=f"fraction of the video to process, (0, 1] ({v.length})"
+        "--length",
+        type=types.float_in(0.0, 1.0, low_open=True),
+        default=v.length,
+        help=f"fraction of the video to process, (0, 1] ({v.length})",
     )
     g.add_argument("--compare", action="store_true", help="write the original and the swap side by side")
     g.add_argument("--codec", default=v.codec, help=f"video codec ({v.codec})")
-    g.add_argument("--crf", type=int, default=v.crf, help=f"x264/x265 constant rate factor, lower = better ({v.crf})")
+    g.add_argument(
+        "--crf",
+        type=types.int_between(0, 63),
+        default=v.crf,
+        help=f"x264/x265 constant rate factor, lower = better ({v.crf})",
+    )
     g.add_argument(
         "--preset",
         default=v.preset,
         help=f"x264/x265 preset: slower presets spend more CPU for smaller files at the same --crf ({v.preset})",
     )
+    add_max_pixels_flag(p)
     add_device_flag(p)
 
 
@@ -165,13 +186,46 @@ def build_swapper(args: argparse.Namespace):
     return swapper
 
 
-def run(args: argparse.Namespace) -> int:
+def check_paths(args: argparse.Namespace) -> None:
+    """Everything about the paths that can be wrong, checked before a model is loaded or a frame decoded."""
+    from facedancer.paths import OutputError, check_output_file, check_output_folder, refuse_output_over_inputs
+    from facedancer.video import VIDEO_SUFFIXES
+
     target, output = Path(args.target), Path(args.output)
     if not target.exists():
-        raise FaceDancerError(f"target not found: {target}")
-    for photo in args.swap_source:
+        raise FaceDancerError(f"--target {target} not found; check the path")
+    for photo in [*args.swap_source, *(args.reference_face or [])]:
         if not Path(photo).is_file():
-            raise FaceDancerError(f"source photo not found: {photo}")
+            raise FaceDancerError(f"source photo not found: {photo}; check the path")
+    others = [("--swap_source", s) for s in args.swap_source]
+    others += [("--reference_face", s) for s in args.reference_face or []]
+    others += [("--facedancer_path", args.facedancer_path), ("--arcface_path", args.arcface_path)]
+    others += [("--retina_path", args.retina_path)]
+    refuse_output_over_inputs(output, others)
+    if args.in_place:
+        from facedancer.paths import same_file
+
+        if not same_file(output, target):
+            raise OutputError(f"--in_place needs --output to be --target ({target}), got {output}")
+        return
+    hint = "choose another --output, or pass --in_place to replace the originals"
+    refuse_output_over_inputs(output, [("--target", target)], allow_inside=False, hint=hint)
+    if target.is_dir():
+        if output.exists() and not output.is_dir():
+            raise OutputError(f"--output {output} is a file; a folder --target needs an output folder")
+        check_output_folder(output)
+        return
+    kind = "image" if target.suffix.lower() in IMAGE_SUFFIXES else "video"
+    allowed = sorted(IMAGE_SUFFIXES if kind == "image" else VIDEO_SUFFIXES - {".gif"})
+    if output.suffix.lower() not in allowed:
+        got = f"extension {output.suffix!r}" if output.suffix else "no extension"
+        raise OutputError(f"--output {output} has {got}; an {kind} output needs one of {', '.join(allowed)}")
+    check_output_file(output)
+
+
+def run(args: argparse.Namespace) -> int:
+    target, output = Path(args.target), Path(args.output)
+    check_paths(args)
     if target.is_dir():
         return swap_folder(build_swapper(args), target, output)
     if target.suffix.lower() in IMAGE_SUFFIXES:
