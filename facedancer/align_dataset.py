@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 FACE_MODES = ("largest", "all", "skip-multi")
 REPORT_JSON = "crop_align_report.json"
 REPORT_CSV = "crop_align_skipped.csv"
+NAMES_JSON = "crop_align_names.json"  # input path (relative) -> crop name (relative), kept across runs
 
 
 @dataclass(frozen=True)
@@ -79,16 +80,66 @@ def list_images(data_dir: Path, exclude: Path | None = None) -> list[Path]:
     return sorted(files)
 
 
-def output_paths(target_dir: Path, relative: Path, count: int, faces: str) -> list[Path]:
-    """Where the crops of one photo go: same relative path as PNG; name_0, name_1 … for --faces all."""
-    base = target_dir / relative.with_suffix(".png")
+def crop_names(relatives: list[Path], previous: dict[str, str] | None = None) -> dict[str, str]:
+    """A crop name (relative, .png) for every input such that no two inputs share one.
+
+    An input keeps the same relative path with a .png suffix (the original's naming) unless another input
+    would get the same name (face.jpg and face.png): then each of them keeps its extension in the name
+    (face_jpg.png, face_png.png), with ~2, ~3 … if even that is taken. Names from `previous` (an earlier
+    run over the same output folder) are kept, so adding a photo never renames crops already written.
+    """
+    names = dict(previous or {})
+    taken = {name.lower() for name in names.values()}
+    fresh = [r for r in relatives if str(r) not in names]
+    plain: dict[str, list[Path]] = {}
+    for relative in fresh:
+        plain.setdefault(str(relative.with_suffix(".png")).lower(), []).append(relative)
+    for relative in fresh:
+        candidate = relative.with_suffix(".png")
+        if len(plain[str(candidate).lower()]) > 1 or str(candidate).lower() in taken:
+            extension = relative.suffix.lstrip(".").lower() or "noext"
+            candidate = relative.with_name(f"{relative.stem}_{extension}.png")
+        number = 2
+        stem = candidate.stem
+        while str(candidate).lower() in taken:
+            candidate = candidate.with_name(f"{stem}~{number}.png")
+            number += 1
+        taken.add(str(candidate).lower())
+        names[str(relative)] = str(candidate)
+    return names
+
+
+def output_paths(target_dir: Path, name: str, count: int, faces: str) -> list[Path]:
+    """Where the crops of one photo go: its crop name; name_0, name_1 … for --faces all."""
+    base = target_dir / name
     if faces != "all":
         return [base]
     return [base.with_name(f"{base.stem}_{i}.png") for i in range(count)]
 
 
-def _already_done(target_dir: Path, relative: Path, faces: str) -> bool:
-    return output_paths(target_dir, relative, 1, faces)[0].exists()
+def _already_done(target_dir: Path, name: str, faces: str) -> bool:
+    return output_paths(target_dir, name, 1, faces)[0].exists()
+
+
+def load_names(target_dir: Path) -> dict[str, str]:
+    try:
+        names = json.loads((target_dir / NAMES_JSON).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in names.items()} if isinstance(names, dict) else {}
+
+
+def check_folders(data_dir: Path, target_dir: Path) -> None:
+    """--target_dir may lie inside --data_dir (it is left out of the walk) but must not be it or hold it."""
+    from facedancer.paths import refuse_output_over_inputs
+
+    if not data_dir.is_dir():
+        raise FaceDancerError(f"--data_dir {data_dir} is not a folder; give the folder of photos")
+    if target_dir.exists() and not target_dir.is_dir():
+        raise FaceDancerError(f"--target_dir {target_dir} is a file; give a folder for the crops")
+    refuse_output_over_inputs(
+        target_dir, [("--data_dir", data_dir)], "--target_dir", allow_inside=True, hint="choose a separate folder"
+    )
 
 
 def _prefetch(fn: Callable, items: Iterable, workers: int) -> Iterator[tuple[object, Future]]:
@@ -117,8 +168,7 @@ def align_dataset(
     from tqdm import tqdm
 
     data_dir, target_dir = Path(data_dir), Path(target_dir)
-    if not data_dir.is_dir():
-        raise FaceDancerError(f"--data_dir {data_dir} is not a folder")
+    check_folders(data_dir, target_dir)
     target_dir.mkdir(parents=True, exist_ok=True)
     inside = target_dir.resolve() if target_dir.resolve().is_relative_to(data_dir.resolve()) else None
     files = list_images(data_dir, exclude=inside)
@@ -131,9 +181,20 @@ def align_dataset(
 
     summary = AlignSummary(images=len(files))
     known_skips = previous_skips(target_dir, options)
+    names = crop_names([p.relative_to(data_dir) for p in files], load_names(target_dir))
+    write_text_atomic(target_dir / NAMES_JSON, json.dumps(names, indent=2, ensure_ascii=False))
+    renamed = {k: v for k, v in names.items() if Path(v) != Path(k).with_suffix(".png")}
+    if renamed:
+        log.warning(
+            "%d photos share a name with another photo (e.g. %s); their crops keep the extension: %s (mapping in %s)",
+            len(renamed),
+            next(iter(renamed)),
+            ", ".join(list(renamed.values())[:3]),
+            NAMES_JSON,
+        )
     todo = []
     for path in files:
-        if _already_done(target_dir, path.relative_to(data_dir), options.faces):
+        if _already_done(target_dir, names[str(path.relative_to(data_dir))], options.faces):
             summary.already_done += 1
         elif str(path) in known_skips:
             entry = known_skips[str(path)]
@@ -147,6 +208,7 @@ def align_dataset(
             len(summary.skipped),
         )
 
+    written: set[Path] = set()
     bar = tqdm(total=len(todo), unit="img", desc="aligning", disable=not progress)
     for path, future in _prefetch(read_image, todo, options.workers):
         relative = path.relative_to(data_dir)
@@ -168,15 +230,17 @@ def align_dataset(
                 summary.skip(path, "too-small", f"largest face {faces[0].size:.0f}px < --min_size {options.min_size}")
             else:
                 for out, face in zip(
-                    output_paths(target_dir, relative, len(chosen), options.faces), chosen, strict=True
+                    output_paths(target_dir, names[str(relative)], len(chosen), options.faces), chosen, strict=True
                 ):
                     crop, _ = align(image, face.landmarks, options.im_size, options.shrink_factor)
                     write_image(out, crop)
-                    summary.written += 1
+                    written.add(out)
         bar.update()
+        summary.written = len(written)
         bar.set_postfix(written=summary.written, skipped=len(summary.skipped), refresh=False)
     bar.close()
-    write_report(target_dir, summary, options)
+    summary.written = sum(1 for out in written if out.is_file())  # only crops that exist count
+    write_report(target_dir, summary, options, renamed)
     return summary
 
 
@@ -193,9 +257,13 @@ def previous_skips(target_dir: Path, options: AlignOptions) -> dict[str, dict]:
     return {entry["path"]: entry for entry in report.get("skipped", [])}
 
 
-def write_report(target_dir: Path, summary: AlignSummary, options: AlignOptions) -> None:
-    """`crop_align_report.json` (options, counts, skipped files) and `crop_align_skipped.csv` beside the crops."""
+def write_report(
+    target_dir: Path, summary: AlignSummary, options: AlignOptions, renamed: dict[str, str] | None = None
+) -> None:
+    """`crop_align_report.json` (options, counts, skipped files, photos whose crop name keeps the extension)
+    and `crop_align_skipped.csv` beside the crops."""
     report = {"options": asdict(options), "counts": summary.counts(), "skipped": summary.skipped}
+    report["renamed"] = renamed or {}
     write_text_atomic(target_dir / REPORT_JSON, json.dumps(report, indent=2))
     with atomic_path(target_dir / REPORT_CSV) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["path", "reason", "detail"])

@@ -37,13 +37,36 @@ class PipelineOptions:
                 raise FaceDancerError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
 
-def resolve_shards(patterns: str | list[str]) -> list[str]:
-    """Sorted shard files matching one or several globs (comma-separated allowed)."""
+def resolve_shards(patterns: str | list[str], check_sets: bool = True) -> list[str]:
+    """Sorted shard files matching one or several globs (comma-separated allowed).
+
+    Folders are refused with the glob to use, and (check_sets) so is a glob matching a mixed set
+    (shards of two runs side by side, which would feed images twice).
+    """
     if isinstance(patterns, str):
         patterns = [p for p in patterns.split(",") if p.strip()]
-    files = sorted({f for p in patterns for f in globlib.glob(str(Path(p.strip()).expanduser()))})
+    matches = sorted({f for p in patterns for f in globlib.glob(str(Path(p.strip()).expanduser()))})
+    folders = [f for f in matches if Path(f).is_dir()]
+    files = [f for f in matches if not Path(f).is_dir()]
+    if folders and not files:
+        example = Path(folders[0]) / "NAME_train_*-of-*.records"
+        raise FaceDancerError(f"{folders[0]} is a folder; give a glob of shard files, e.g. '{example}'")
     if not files:
         raise FaceDancerError(f"no shard files match {', '.join(patterns)}")
+    if check_sets:
+        from facedancer.shards import SHARD_NAME
+
+        totals: dict[tuple[str, str], set[str]] = {}
+        for f in files:
+            match = SHARD_NAME.match(Path(f).name)
+            if match:
+                totals.setdefault((str(Path(f).parent), match.group("set")), set()).add(match.group("total"))
+        mixed = [f"{folder}/{name}_*" for (folder, name), found in sorted(totals.items()) if len(found) > 1]
+        if mixed:
+            raise FaceDancerError(
+                f"{mixed[0]} mixes shards of several runs (different -of- totals); re-create the set with "
+                "`facedancer shard --overwrite` or delete the stale files (`facedancer shard --verify` lists them)"
+            )
     return files
 
 

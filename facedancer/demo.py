@@ -124,7 +124,7 @@ def run_demo(options: DemoOptions) -> Path:
     write_shards(
         out / "aligned",
         out / "shards",
-        ShardOptions(data_name="demo", images_per_shard=4, seed=options.seed),
+        ShardOptions(data_name="demo", images_per_shard=4, seed=options.seed, overwrite=True),
         progress=False,
     )
     pattern = str(out / "shards" / "demo_train_*-of-*.records")

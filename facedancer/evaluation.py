@@ -270,6 +270,17 @@ def folder_triples(source: Path, target: Path, swap: Path) -> list:
     names = sorted(set(targets) & set(swaps) & (set(sources) if sources is not None else set(targets)))
     if not names:
         raise FaceDancerError(f"no file names common to {source}, {target} and {swap}")
+    gaps = [(swap, set(targets) - set(swaps)), (target, set(swaps) - set(targets))]
+    if sources is not None:
+        gaps.append((source, (set(targets) & set(swaps)) - set(sources)))
+    for folder, missing in gaps:
+        if missing:
+            log.warning(
+                "%d images have no counterpart in %s (e.g. %s); they are left out of the scores",
+                len(missing),
+                folder,
+                sorted(missing)[0],
+            )
     single = None if sources is not None else read_image(source)
     return [
         (n, single if single is not None else read_image(sources[n]), read_image(targets[n]), read_image(swaps[n]))
@@ -288,4 +299,13 @@ def video_triples(source: Path, target_video: Path, swap_video: Path, every: int
         triples.append((f"frame_{i * every:06d}", photo, t, s))
     if not triples:
         raise FaceDancerError(f"{target_video} / {swap_video}: no frames to compare")
+    if a.estimated_frames != b.estimated_frames:
+        log.warning(
+            "%s has %d frames, %s has %d: only the first %d frames are compared (a truncated or resampled swap?)",
+            target_video,
+            a.estimated_frames,
+            swap_video,
+            b.estimated_frames,
+            min(a.estimated_frames, b.estimated_frames),
+        )
     return triples

@@ -3,13 +3,21 @@
 Each record holds the encoded image bytes unchanged under `face` (the original's key, so the original's
 shards read too), the identity `label` (subfolder index) and `identity` (its name), and the `path`
 relative to the dataset folder. Files are named `NAME_TYPE_XXXXX-of-YYYYY.records`.
+
+A run owns its `NAME_TYPE_*` set: an older set of that name is refused (or removed with `overwrite`), the
+shards go first and `NAME_index.json` last, so the index is the commit mark: a set without one, or with
+files the index does not list, is partial or mixed, and `verify_set` says so. Images are packed byte for
+byte when TensorFlow decodes them as Pillow does (PNG, JPEG, BMP, GIF, WebP); others (TIFF, …) are
+converted to PNG and listed in the index, so training never meets an image it cannot decode.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import random
+import re
 import struct
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +44,13 @@ def shard_name(name: str, data_type: str, index: int, total: int) -> str:
 
 def shard_glob(name: str, data_type: str) -> str:
     return f"{name}_{data_type}_*-of-*{SHARD_SUFFIX}"
+
+
+SHARD_NAME = re.compile(r"^(?P<set>.+)_(?P<index>\d{5})-of-(?P<total>\d{5})" + re.escape(SHARD_SUFFIX) + "$")
+
+
+def index_name(name: str) -> str:
+    return f"{name}_index.json"
 
 
 @dataclass(frozen=True)
@@ -113,6 +128,7 @@ class ShardOptions:
     seed: int = 0
     val_fraction: float = 0.0
     workers: int = 2
+    overwrite: bool = False
 
     def __post_init__(self):
         if self.images_per_shard < 1:
@@ -127,6 +143,7 @@ class ShardOptions:
 class ShardReport:
     splits: dict[str, dict] = field(default_factory=dict)
     skipped: list[dict] = field(default_factory=list)
+    converted: list[dict] = field(default_factory=list)
 
 
 def _split_identities(identities: list[str], fraction: float, rng: random.Random) -> set[str]:
@@ -139,13 +156,41 @@ def _split_identities(identities: list[str], fraction: float, rng: random.Random
     return set(rng.sample(sorted(identities), count))
 
 
+# Formats whose bytes go into a shard unchanged: TensorFlow's decode_image reads them (by magic bytes).
+TF_FORMATS = {b"\x89PNG": "png", b"\xff\xd8\xff": "jpeg", b"GIF8": "gif", b"BM": "bmp"}
+
+
+def tf_decodes(data: bytes) -> bool:
+    """True when the training pipeline's tf.io.decode_image reads these bytes as 8-bit RGB."""
+    import tensorflow as tf
+
+    known = any(data.startswith(magic) for magic in TF_FORMATS) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
+    if not known:
+        return False
+    try:
+        return tf.io.decode_image(data, channels=3, expand_animations=False).dtype == tf.uint8
+    except (tf.errors.OpError, ValueError):
+        return False
+
+
+def _png_bytes(image) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def _validated(samples: list[Sample], workers: int, report: ShardReport) -> Iterator[tuple[Sample, bytes]]:
-    """(sample, file bytes) for images that decode; the rest are reported and skipped."""
+    """(sample, bytes to pack) for images that decode; others are reported and skipped, and images
+    TensorFlow cannot decode (TIFF …) are converted to PNG and listed."""
 
     def check(sample: Sample) -> tuple[Sample, bytes | None, str]:
         try:
             data = sample.path.read_bytes()
-            read_image(sample.path)
+            image = read_image(sample.path)
+            if not tf_decodes(data):
+                return sample, _png_bytes(image), "converted"
             return sample, data, ""
         except (ImageReadError, OSError) as exc:
             return sample, None, str(exc).split(": ", 1)[-1]
@@ -155,12 +200,22 @@ def _validated(samples: list[Sample], workers: int, report: ShardReport) -> Iter
             if data is None:
                 report.skipped.append({"path": sample.relative, "reason": reason})
                 log.warning("skipping %s: %s", sample.relative, reason)
-            else:
-                yield sample, data
+                continue
+            if reason == "converted":
+                report.converted.append(
+                    {"path": sample.relative, "reason": "not decodable by TensorFlow; packed as PNG"}
+                )
+            yield sample, data
 
 
 def _write_split(
-    samples: list[Sample], target_dir: Path, options: ShardOptions, data_type: str, report: ShardReport, bar
+    samples: list[Sample],
+    target_dir: Path,
+    options: ShardOptions,
+    data_type: str,
+    report: ShardReport,
+    bar,
+    written: list[Path],
 ) -> dict:
     import tensorflow as tf
 
@@ -171,6 +226,7 @@ def _write_split(
     for index in range(total):
         chunk = valid[index * options.images_per_shard : (index + 1) * options.images_per_shard]
         name = shard_name(options.data_name, data_type, index, total)
+        written.append(target_dir / name)
         with atomic_path(target_dir / name) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:
             for sample, data in chunk:
                 writer.write(encode_example(data, sample.label, sample.identity, sample.relative))
@@ -212,19 +268,49 @@ def write_shards(
     if val_ids:
         splits["val"] = [s for s in samples if s.identity in val_ids]
 
+    claim_sets(target_dir, options.data_name, list(splits), options.overwrite)
     report = ShardReport()
-    with tqdm(total=len(samples), unit="img", desc="sharding", disable=not progress) as bar:
-        for data_type, split in splits.items():
-            report.splits[data_type] = _write_split(split, target_dir, options, data_type, report, bar)
-    index = {
-        "data_dir": str(data_dir),
-        "options": {k: v for k, v in vars(options).items()},
-        "labels": {name: label for label, (name, _) in enumerate(identities)},
-        "splits": report.splits,
-        "skipped": report.skipped,
-    }
-    write_text_atomic(target_dir / f"{options.data_name}_index.json", json.dumps(index, indent=2))
+    written: list[Path] = []
+    try:
+        with tqdm(total=len(samples), unit="img", desc="sharding", disable=not progress) as bar:
+            for data_type, split in splits.items():
+                report.splits[data_type] = _write_split(split, target_dir, options, data_type, report, bar, written)
+        index = {
+            "data_dir": str(data_dir),
+            "options": {k: v for k, v in vars(options).items() if k != "overwrite"},
+            "labels": {name: label for label, (name, _) in enumerate(identities)},
+            "splits": report.splits,
+            "skipped": report.skipped,
+            "converted": report.converted,
+        }
+        write_text_atomic(target_dir / index_name(options.data_name), json.dumps(index, indent=2))
+    except BaseException:  # failed or interrupted: no half set under final names
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
     return report
+
+
+def existing_set(target_dir: Path, name: str, data_type: str) -> list[Path]:
+    return sorted(target_dir.glob(shard_glob(name, data_type)))
+
+
+def claim_sets(target_dir: Path, name: str, data_types: list[str], overwrite: bool) -> None:
+    """Make room for a new NAME_* set: refuse an older one, or (overwrite) remove its index, then its shards."""
+    old = [p for t in data_types for p in existing_set(target_dir, name, t)]
+    index = target_dir / index_name(name)
+    if not old and not index.exists():
+        return
+    if not overwrite:
+        what = f"{len(old)} {name}_* shard files" + (f" and {index.name}" if index.exists() else " (no index: partial)")
+        raise FaceDancerError(
+            f"--target_dir {target_dir} already holds a shard set: {what}; pass --overwrite to replace it "
+            "or choose another --data_name / --target_dir"
+        )
+    index.unlink(missing_ok=True)  # uncommit first: an interruption from here on leaves a visibly partial set
+    for path in old:
+        path.unlink()
+    log.info("removed the earlier %s set (%d shards)", name, len(old))
 
 
 def check_framing(path: str | Path) -> int:
@@ -274,3 +360,75 @@ def verify_shard(path: str | Path, decode: bool = True) -> dict:
             raise
         raise ShardError(f"{path}: record {count} is not a face record ({exc})") from exc
     return {"path": str(path), "records": count, "labels": labels}
+
+
+def _set_key(path: Path) -> tuple[Path, str] | None:
+    match = SHARD_NAME.match(path.name)
+    return (path.parent, match.group("set")) if match else None
+
+
+def find_index(folder: Path, set_name: str) -> tuple[Path, dict, str] | None:
+    """(index path, index, split) of the `NAME_index.json` in folder whose splits list set_name (NAME_TYPE)."""
+    for candidate in sorted(folder.glob("*_index.json")):
+        try:
+            index = json.loads(candidate.read_text())
+        except (OSError, ValueError):
+            continue
+        name = candidate.name.removesuffix("_index.json")
+        for split in index.get("splits", {}) if isinstance(index, dict) else {}:
+            if f"{name}_{split}" == set_name:
+                return candidate, index, split
+    return None
+
+
+def check_sets(files: list[Path], require_index: bool = True) -> list[str]:
+    """Problems of the shard sets these files belong to, judged against each set's index: missing index
+    (partial write), files the index does not list (a stale or mixed set), listed files missing,
+    inconsistent -of-YYYYY totals. Record counts are checked by `verify_set`."""
+    problems = []
+    sets: dict[tuple[Path, str], list[Path]] = {}
+    for path in files:
+        key = _set_key(path)
+        if key is not None:
+            sets.setdefault(key, []).append(path)
+    for (folder, set_name), members in sorted(sets.items()):
+        totals = sorted({SHARD_NAME.match(p.name).group("total") for p in members})
+        if len(totals) > 1:
+            problems.append(
+                f"{folder}/{set_name}_*: mixed set, shards of {len(totals)} runs (-of-{', -of-'.join(totals)}); "
+                "re-create it with `facedancer shard --overwrite`"
+            )
+        found = find_index(folder, set_name)
+        if found is None:
+            if not require_index:
+                continue
+            problems.append(
+                f"{folder}/{set_name}_*: no index lists this set (an interrupted write; shards of the original code "
+                "have none: pass --allow_unindexed); re-create it with `facedancer shard --overwrite`"
+            )
+            continue
+        index_path, index, split = found
+        listed = set(index["splits"][split].get("shards", {}))
+        present = {p.name for p in folder.glob(f"{set_name}_*-of-*{SHARD_SUFFIX}")}
+        extra, missing = sorted(present - listed), sorted(listed - present)
+        if extra:
+            problems.append(
+                f"{folder}/{set_name}_*: {len(extra)} files not in {index_path.name} (e.g. {extra[0]}): "
+                "stale shards of another run; delete them or re-shard with --overwrite"
+            )
+        if missing:
+            problems.append(
+                f"{folder}/{set_name}_*: {len(missing)} files listed in {index_path.name} are missing "
+                f"(e.g. {missing[0]}); re-shard with --overwrite"
+            )
+    return problems
+
+
+def expected_records(path: Path) -> int | None:
+    """The record count the set's index promises for this shard (None: no index lists it)."""
+    key = _set_key(path)
+    found = find_index(path.parent, key[1]) if key else None
+    if found is None:
+        return None
+    _, index, split = found
+    return index["splits"][split].get("shards", {}).get(path.name)

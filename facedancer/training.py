@@ -48,21 +48,49 @@ class TrainingError(FaceDancerError):
 # Run folders
 
 
-def new_run_dir(log_dir: str | Path, name: str) -> Path:
-    """`log_dir/NNNNN-name`, numbered after the runs already there."""
+def new_run_dir(log_dir: str | Path, name: str, attempts: int = 100) -> Path:
+    """`log_dir/NNNNN-name`, numbered after the runs already there.
+
+    The folder is created exclusively: two runs started at once never share one; the loser takes the next number.
+    """
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
-    numbers = [int(m.group(1)) for p in log_dir.iterdir() if (m := re.match(r"^(\d{5})-", p.name))]
-    run_dir = log_dir / f"{max(numbers, default=-1) + 1:05d}-{name}"
-    run_dir.mkdir()
-    return run_dir
+    for _ in range(attempts):
+        numbers = [int(m.group(1)) for p in log_dir.iterdir() if (m := re.match(r"^(\d{5})-", p.name))]
+        run_dir = log_dir / f"{max(numbers, default=-1) + 1:05d}-{name}"
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            continue
+    raise FaceDancerError(f"could not create a new run folder under {log_dir} after {attempts} attempts")
+
+
+def run_checkpoint_dir(run_dir: Path) -> Path:
+    """Where a run saved its checkpoints: its --chkp_dir from options.json, else RUN/checkpoints."""
+    try:
+        saved = json.loads((run_dir / "options.json").read_text()).get("chkp_dir")
+    except (OSError, ValueError, AttributeError):
+        saved = None
+    return Path(saved) if saved else run_dir / "checkpoints"
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    return (run_checkpoint_dir(run_dir) / "checkpoint").is_file()
 
 
 def latest_run_dir(log_dir: str | Path, name: str) -> Path:
+    """The newest run named `name` that has a checkpoint (runs that failed before their first one are passed)."""
     runs = sorted(p for p in Path(log_dir).glob(f"[0-9][0-9][0-9][0-9][0-9]-{name}") if p.is_dir())
     if not runs:
-        raise FaceDancerError(f"no run named {name!r} under {log_dir} to resume")
-    return runs[-1]
+        raise FaceDancerError(f"no run named {name!r} under {log_dir} to resume; start one without --resume")
+    for run in reversed(runs):
+        if has_checkpoint(run):
+            return run
+    raise FaceDancerError(
+        f"no run named {name!r} under {log_dir} has a checkpoint to resume ({len(runs)} without one); "
+        "start a new run without --resume"
+    )
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

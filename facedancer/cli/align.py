@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from facedancer.cli.common import add_device_flag
+from facedancer.cli import types
+from facedancer.cli.common import add_device_flag, add_max_pixels_flag
 
 log = logging.getLogger("facedancer.align")
 
@@ -15,8 +16,9 @@ def add_parser(sub) -> None:
         "align",
         help="detect and align faces of a dataset (DATASET/identity/image) into aligned PNG crops",
         description="Detect faces with RetinaFace, align them to the ArcFace 5-point template, and write "
-        "PNG crops under --target_dir with the same relative paths. Re-running resumes: existing crops "
-        "and files the last run skipped (with the same options) are not processed again.",
+        "PNG crops under --target_dir with the same relative paths (photos whose names differ only in the "
+        "extension keep it: face_jpg.png, face_png.png; crop_align_names.json records the mapping). Re-running "
+        "resumes: existing crops and files the last run skipped (with the same options) are not processed again.",
     )
     add_arguments(p)
     p.set_defaults(func=run)
@@ -25,7 +27,9 @@ def add_parser(sub) -> None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data_dir", required=True, help="input tree DATASET/identity/image (a flat folder works too)")
     p.add_argument("--target_dir", required=True, help="output folder for the aligned PNG crops and the report")
-    p.add_argument("--im_size", type=int, default=256, help="side of the aligned square crop in pixels (256)")
+    p.add_argument(
+        "--im_size", type=types.int_at_least(16), default=256, help="side of the aligned square crop in pixels (256)"
+    )
     p.add_argument(
         "--min_size",
         type=int,
@@ -34,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--shrink_factor",
-        type=float,
+        type=types.float_in(0.0, 2.0, low_open=True),
         default=1.0,
         help="template scale; below 1 keeps more background around the face (1.0)",
     )
@@ -47,17 +51,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--score",
-        type=float,
+        type=types.FRACTION,
         default=0.9,
         help="minimum detection score, 0.5..1; the detector itself drops faces below 0.5 (0.9)",
     )
     p.add_argument(
         "--max_side",
-        type=int,
+        type=types.NON_NEGATIVE_INT,
         default=640,
         help="detect on a copy downscaled so its longer side is at most this (640; 0: full size)",
     )
-    p.add_argument("--workers", type=int, default=2, help="threads decoding photos ahead of detection (2)")
+    p.add_argument(
+        "--workers", type=types.POSITIVE_INT, default=2, help="threads decoding photos ahead of detection (2)"
+    )
+    add_max_pixels_flag(p)
     add_device_flag(p)
 
 

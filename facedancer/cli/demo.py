@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from facedancer.cli import types
+
 log = logging.getLogger("facedancer.demo")
 
 
@@ -19,9 +21,11 @@ def add_parser(sub) -> None:
         "swaps a generated video with sound, evaluates it, and writes OUTPUT/report.html.",
     )
     p.add_argument("--output", default=d.output, help=f"output folder ({d.output})")
-    p.add_argument("--steps", type=int, default=d.steps, help=f"training steps ({d.steps})")
-    p.add_argument("--image_size", type=int, default=d.image_size, help=f"training resolution ({d.image_size})")
-    p.add_argument("--frames", type=int, default=d.frames, help=f"frames of the demo video ({d.frames})")
+    p.add_argument("--steps", type=types.POSITIVE_INT, default=d.steps, help=f"training steps ({d.steps})")
+    p.add_argument(
+        "--image_size", type=types.image_size, default=d.image_size, help=f"training resolution ({d.image_size})"
+    )
+    p.add_argument("--frames", type=types.POSITIVE_INT, default=d.frames, help=f"frames of the demo video ({d.frames})")
     p.add_argument(
         "--arcface_path",
         help="ArcFace file (default arcface_model/ArcFace-Res50.h5 if present, else a random ArcFace-layout model)",
@@ -33,6 +37,10 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from facedancer.demo import DemoOptions, run_demo
+    from facedancer.paths import check_output_folder, refuse_output_over_inputs
+
+    refuse_output_over_inputs(args.output, [("--arcface_path", args.arcface_path)])
+    check_output_folder(args.output)
 
     if args.quick:
         options = DemoOptions.quick(args.output)

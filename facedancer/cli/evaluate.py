@@ -6,6 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from facedancer.cli import types
+from facedancer.cli.common import add_max_pixels_flag
 from facedancer.errors import FaceDancerError
 
 log = logging.getLogger("facedancer.evaluate")
@@ -24,7 +26,7 @@ def add_parser(sub) -> None:
     p.add_argument("--swap", help="swap folder")
     p.add_argument("--target_video", help="target (input) video")
     p.add_argument("--swap_video", help="swapped (output) video")
-    p.add_argument("--every", type=int, default=5, help="with videos: evaluate every N-th frame (5)")
+    p.add_argument("--every", type=types.POSITIVE_INT, default=5, help="with videos: evaluate every N-th frame (5)")
     p.add_argument("--arcface_path", help="your identity encoder for id_cos_* and id_retrieval (optional)")
     p.add_argument(
         "--judge",
@@ -33,6 +35,7 @@ def add_parser(sub) -> None:
         help="use the independent dlib judge (default on; needs dlib-bin + face-recognition-models)",
     )
     p.add_argument("--output", required=True, help="folder for results.json, results.csv and chart.png")
+    add_max_pixels_flag(p)
     p.set_defaults(func=run)
 
 
@@ -46,10 +49,17 @@ def run(args: argparse.Namespace) -> int:
         write_reports,
     )
     from facedancer.models import load
+    from facedancer.paths import refuse_output_over_inputs
 
     source = Path(args.source)
     if not source.exists():
-        raise FaceDancerError(f"source not found: {source}")
+        raise FaceDancerError(f"--source {source} not found; check the path")
+    for flag in ("target", "swap", "target_video", "swap_video", "arcface_path"):
+        value = getattr(args, flag)
+        if value and not Path(value).exists():
+            raise FaceDancerError(f"--{flag} {value} not found; check the path")
+    inputs = [(f"--{f}", getattr(args, f)) for f in ("source", "target", "swap", "target_video", "swap_video")]
+    refuse_output_over_inputs(args.output, [*inputs, ("--arcface_path", args.arcface_path)])
     if args.target_video or args.swap_video:
         if not (args.target_video and args.swap_video) or source.is_dir():
             raise FaceDancerError("video evaluation needs --target_video, --swap_video and one --source photo")

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
+
+from facedancer.cli import types
+from facedancer.cli.common import add_max_pixels_flag
 
 log = logging.getLogger("facedancer.ifsr")
 
@@ -22,16 +26,17 @@ def add_parser(sub) -> None:
     p.add_argument("--arcface_path", required=True, help="identity encoder file (e.g. ArcFace-Res50.h5)")
     p.add_argument("--blocks", default=None, help="comma-separated block names (default: the 11 published blocks)")
     p.add_argument("--output", required=True, help="margins JSON to write")
-    p.add_argument("--max_pairs", type=int, default=2000, help="same-identity pairs to average over (2000)")
-    p.add_argument("--max_images", type=int, default=50, help="images used per identity (50)")
-    p.add_argument("--batch_size", type=int, default=16, help="images per encoder call (16)")
+    p.add_argument(
+        "--max_pairs", type=types.POSITIVE_INT, default=2000, help="same-identity pairs to average over (2000)"
+    )
+    p.add_argument("--max_images", type=types.int_at_least(2), default=50, help="images used per identity (50)")
+    p.add_argument("--batch_size", type=types.POSITIVE_INT, default=16, help="images per encoder call (16)")
     p.add_argument("--seed", type=int, default=0, help="seed for pair sampling (0)")
+    add_max_pixels_flag(p)
     p.set_defaults(func=run)
 
 
 def _from_folders(data_dir: str, max_images: int) -> dict[str, list[bytes]]:
-    from pathlib import Path
-
     from facedancer.shards import list_identities
 
     return {name: [p.read_bytes() for p in files[:max_images]] for name, files in list_identities(Path(data_dir))}
@@ -61,7 +66,17 @@ def run(args: argparse.Namespace) -> int:
     from facedancer.identity import IFSR_BLOCKS
     from facedancer.ifsr import compute_margins, save_margins
     from facedancer.models import load
+    from facedancer.paths import check_output_file, refuse_output_over_inputs
 
+    inputs = [("--arcface_path", args.arcface_path), ("--data_dir", args.data_dir)]
+    if args.shards:
+        from facedancer.data import resolve_shards
+
+        inputs += [("--shards", f) for f in resolve_shards(args.shards)]
+    elif not Path(args.data_dir).is_dir():
+        raise FaceDancerError(f"--data_dir {args.data_dir} is not a folder; give the aligned faces' folder")
+    refuse_output_over_inputs(args.output, inputs)
+    check_output_file(args.output)
     encoder = load(args.arcface_path, kind="identity").model
     size = int(encoder.inputs[0].shape[1])
     blocks = [b.strip() for b in args.blocks.split(",")] if args.blocks else list(IFSR_BLOCKS)

@@ -249,7 +249,11 @@ def swap_folder(swapper, folder: Path, output: Path) -> int:
 
     from facedancer.images import ImageReadError, read_image, write_image
 
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
     if not files:
         raise FaceDancerError(f"{folder} holds no images")
     failed = 0

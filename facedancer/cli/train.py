@@ -6,9 +6,11 @@ import argparse
 import dataclasses
 import json
 import logging
+import shutil
 import signal
 from pathlib import Path
 
+from facedancer.cli import types
 from facedancer.cli.common import add_device_flag
 from facedancer.errors import FaceDancerError
 
@@ -47,21 +49,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="training shard glob(s), comma-separated, e.g. 'shards/faces_train_*-of-*.records'",
     )
     g.add_argument("--eval_dir", help="validation shard glob(s) for the Val/ metrics and image grids")
-    g.add_argument("--batch_size", type=int, default=d.batch_size, help=f"global batch size ({d.batch_size})")
-    g.add_argument("--image_size", type=int, default=d.image_size, help=f"training resolution ({d.image_size})")
+    g.add_argument(
+        "--batch_size", type=types.POSITIVE_INT, default=d.batch_size, help=f"global batch size ({d.batch_size})"
+    )
+    g.add_argument(
+        "--image_size", type=types.image_size, default=d.image_size, help=f"training resolution ({d.image_size})"
+    )
     g.add_argument(
         "--same_ratio",
-        type=float,
+        type=types.FRACTION,
         default=d.same_ratio,
         help=f"share of self pairs (source = target), at least one per batch ({d.same_ratio})",
     )
     g.add_argument(
         "--same_identity_ratio",
-        type=float,
+        type=types.FRACTION,
         default=d.same_identity_ratio,
         help="share of pairs of two images of one identity, from the shard labels (0)",
     )
-    g.add_argument("--shuffle_buffer", type=int, default=d.shuffle_buffer, help="shuffle buffer in records")
+    g.add_argument(
+        "--shuffle_buffer", type=types.POSITIVE_INT, default=d.shuffle_buffer, help="shuffle buffer in records"
+    )
 
     g = p.add_argument_group("models")
     g.add_argument(
@@ -69,35 +77,49 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=d.arcface_path,
         help=f"identity encoder (ArcFace-Res50.h5; see arcface_model/README.md) ({d.arcface_path})",
     )
-    g.add_argument("--config", help="generator preset (C); overrides --up_types/--mapping_*")
+    g.add_argument(
+        "--config", type=types.generator_preset, help="generator preset (C); overrides --up_types/--mapping_*"
+    )
     g.add_argument(
         "--up_types",
-        type=comma_list(),
+        type=types.fusion_types,
         default=d.up_types,
         help="decoder fusion types, 6 comma-separated: no_skip, concat, add, affa, d_affa, do_affa",
     )
-    g.add_argument("--mapping_depth", type=int, default=d.mapping_depth, help="identity mapping layers (4)")
-    g.add_argument("--mapping_size", type=int, default=d.mapping_size, help="identity mapping width (512)")
+    g.add_argument(
+        "--mapping_depth", type=types.NON_NEGATIVE_INT, default=d.mapping_depth, help="identity mapping layers (4)"
+    )
+    g.add_argument(
+        "--mapping_size", type=types.POSITIVE_INT, default=d.mapping_size, help="identity mapping width (512)"
+    )
     g.add_argument("--init_from", help="fine-tune from a generator file (e.g. a published FaceDancer .h5)")
     g.add_argument(
         "--perceptual_weights", help="Keras VGG16 notop ImageNet .h5 for the perceptual loss (default: Keras' cache)"
     )
 
     g = p.add_argument_group("losses and optimisation")
-    g.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate ({d.lr})")
+    g.add_argument("--lr", type=types.POSITIVE, default=d.lr, help=f"Adam learning rate ({d.lr})")
     g.add_argument(
         "--lr_decay",
-        type=float,
+        type=types.float_in(0.0, 1.0, low_open=True),
         default=d.lr_decay,
         help=f"exponential decay factor per --lr_decay_steps ({d.lr_decay})",
     )
-    g.add_argument("--lr_decay_steps", type=int, default=d.lr_decay_steps, help=f"({d.lr_decay_steps})")
-    g.add_argument("--r_lambda", type=float, default=d.r_lambda, help=f"reconstruction weight ({d.r_lambda})")
-    g.add_argument("--p_lambda", type=float, default=d.p_lambda, help=f"perceptual weight; 0: no VGG ({d.p_lambda})")
-    g.add_argument("--i_lambda", type=float, default=d.i_lambda, help=f"identity weight ({d.i_lambda})")
-    g.add_argument("--c_lambda", type=float, default=d.c_lambda, help=f"cycle weight ({d.c_lambda})")
-    g.add_argument("--ifsr_lambda", type=float, default=d.ifsr_lambda, help=f"IFSR weight; 0: off ({d.ifsr_lambda})")
-    g.add_argument("--ifsr_scale", type=float, default=d.ifsr_scale, help=f"margin multiplier ({d.ifsr_scale})")
+    g.add_argument("--lr_decay_steps", type=types.POSITIVE_INT, default=d.lr_decay_steps, help=f"({d.lr_decay_steps})")
+    g.add_argument(
+        "--r_lambda", type=types.NON_NEGATIVE, default=d.r_lambda, help=f"reconstruction weight ({d.r_lambda})"
+    )
+    g.add_argument(
+        "--p_lambda", type=types.NON_NEGATIVE, default=d.p_lambda, help=f"perceptual weight; 0: no VGG ({d.p_lambda})"
+    )
+    g.add_argument("--i_lambda", type=types.NON_NEGATIVE, default=d.i_lambda, help=f"identity weight ({d.i_lambda})")
+    g.add_argument("--c_lambda", type=types.NON_NEGATIVE, default=d.c_lambda, help=f"cycle weight ({d.c_lambda})")
+    g.add_argument(
+        "--ifsr_lambda", type=types.NON_NEGATIVE, default=d.ifsr_lambda, help=f"IFSR weight; 0: off ({d.ifsr_lambda})"
+    )
+    g.add_argument(
+        "--ifsr_scale", type=types.NON_NEGATIVE, default=d.ifsr_scale, help=f"margin multiplier ({d.ifsr_scale})"
+    )
     g.add_argument(
         "--ifsr_margin",
         type=comma_list(float),
@@ -111,13 +133,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="identity-encoder blocks IFSR compares (default: the 11 published ResNet50 blocks)",
     )
     g.add_argument("--p_blocks", type=comma_list(), default=d.p_blocks, help="VGG16 blocks of the perceptual loss")
-    g.add_argument("--r1_gamma", type=float, default=d.r1_gamma, help=f"R1 gamma; weight is gamma/2 ({d.r1_gamma})")
+    g.add_argument(
+        "--r1_gamma", type=types.NON_NEGATIVE, default=d.r1_gamma, help=f"R1 gamma; weight is gamma/2 ({d.r1_gamma})"
+    )
 
     g = p.add_argument_group("run")
     g.add_argument("--log_dir", default=d.log_dir, help=f"parent of the run folders ({d.log_dir})")
     g.add_argument("--log_name", default=d.log_name, help=f"run name ({d.log_name})")
     g.add_argument("--chkp_dir", help="checkpoint folder (default: RUN/checkpoints)")
-    g.add_argument("--keep_checkpoints", type=int, default=d.keep_checkpoints, help="checkpoints kept (5)")
+    g.add_argument(
+        "--keep_checkpoints", type=types.POSITIVE_INT, default=d.keep_checkpoints, help="checkpoints kept (5)"
+    )
     g.add_argument(
         "--resume",
         nargs="?",
@@ -125,14 +151,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="RUN_DIR",
         help="continue the latest run named --log_name (or RUN_DIR) from its last checkpoint",
     )
-    g.add_argument("--load", type=int, metavar="STEP", help="with --resume: restore the checkpoint at STEP")
-    g.add_argument("--max_steps", type=int, default=d.max_steps, help=f"stop at this global step ({d.max_steps})")
+    g.add_argument(
+        "--load", type=types.NON_NEGATIVE_INT, metavar="STEP", help="with --resume: restore the checkpoint at STEP"
+    )
+    g.add_argument(
+        "--max_steps", type=types.POSITIVE_INT, default=d.max_steps, help=f"stop at this global step ({d.max_steps})"
+    )
     g.add_argument("--seed", type=int, default=d.seed, help="seed of weights, data order and augmentation (0)")
-    g.add_argument("--log_every", type=int, default=d.log_every, help="steps between scalar summaries (10)")
-    g.add_argument("--image_every", type=int, default=d.image_every, help="steps between image grids (500)")
-    g.add_argument("--ckpt_every", type=int, default=d.ckpt_every, help="steps between checkpoints (1000)")
-    g.add_argument("--eval_every", type=int, default=d.eval_every, help="steps between validations (1000)")
-    g.add_argument("--eval_batches", type=int, default=d.eval_batches, help="validation batches (4)")
+    g.add_argument(
+        "--log_every", type=types.POSITIVE_INT, default=d.log_every, help="steps between scalar summaries (10)"
+    )
+    g.add_argument(
+        "--image_every", type=types.POSITIVE_INT, default=d.image_every, help="steps between image grids (500)"
+    )
+    g.add_argument(
+        "--ckpt_every", type=types.POSITIVE_INT, default=d.ckpt_every, help="steps between checkpoints (1000)"
+    )
+    g.add_argument(
+        "--eval_every", type=types.POSITIVE_INT, default=d.eval_every, help="steps between validations (1000)"
+    )
+    g.add_argument("--eval_batches", type=types.POSITIVE_INT, default=d.eval_batches, help="validation batches (4)")
     g.add_argument(
         "--export", action="store_true", help="write the generator as RUN/export/generator_STEP.keras at the end"
     )
@@ -149,7 +187,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--cpu_replicas",
-        type=int,
+        type=types.POSITIVE_INT,
         default=d.cpu_replicas,
         help="split the CPU into N logical devices for data parallelism (testing without GPUs)",
     )
@@ -165,8 +203,7 @@ def options_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from facedancer.distribute import is_multi_worker, make_strategy
-    from facedancer.train_options import TrainOptions
-    from facedancer.training import latest_run_dir, new_run_dir, write_json_atomic
+    from facedancer.training import has_checkpoint, latest_run_dir, new_run_dir, write_json_atomic
 
     options = options_from_args(args)
     if args.load is not None and not args.resume:
@@ -177,17 +214,73 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         run_dir = latest_run_dir(options.log_dir, options.log_name) if args.resume == "latest" else Path(args.resume)
         if not (run_dir / "options.json").exists():
-            raise FaceDancerError(f"{run_dir} is not a training run folder (no options.json)")
+            raise FaceDancerError(f"{run_dir} is not a training run folder (no options.json); check --resume")
         saved = json.loads((run_dir / "options.json").read_text())
-        keep = {"max_steps", "export", "export_legacy", "log_every", "image_every", "ckpt_every", "eval_every"}
-        merged = {**saved, **{k: getattr(options, k) for k in keep}}
-        fields = {f.name for f in dataclasses.fields(TrainOptions)}
-        options = TrainOptions(**{k: v for k, v in merged.items() if k in fields})
+        options = resumed_options(saved, options, getattr(args, "explicit", None))
+        check_inputs(options)
+        created = False
     else:
+        check_inputs(options)
         run_dir = new_run_dir(options.log_dir, options.log_name)
-    write_json_atomic(run_dir / "options.json", dataclasses.asdict(options))
-    log.info("run folder %s; watch it with: tensorboard --logdir %s", run_dir, run_dir / "logs")
-    return train_in(run_dir, args, options, strategy)
+        created = True
+    try:
+        write_json_atomic(run_dir / "options.json", dataclasses.asdict(options))
+        log.info("run folder %s; watch it with: tensorboard --logdir %s", run_dir, run_dir / "logs")
+        return train_in(run_dir, args, options, strategy)
+    except BaseException:
+        if created and not has_checkpoint(run_dir):  # a failed start leaves no run folder behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+            log.info("removed %s: the run failed before its first checkpoint", run_dir)
+        raise
+
+
+# Options that decide the checkpoint's shapes: a resumed run keeps its own.
+ARCHITECTURE = ("image_size", "config", "up_types", "mapping_depth", "mapping_size")
+# Without the set of typed flags (library callers), only these follow the command line on --resume.
+SCHEDULE = ("max_steps", "export", "export_legacy", "log_every", "image_every", "ckpt_every", "eval_every")
+
+
+def resumed_options(saved: dict, given, explicit: set[str] | None):
+    """The saved run's options, with every flag typed on this command line overriding (and logged).
+
+    Architecture flags that differ from the run's are refused: the checkpoint holds the other shapes.
+    """
+    from facedancer.train_options import TrainOptions
+
+    fields = {f.name for f in dataclasses.fields(TrainOptions)}
+    current = dataclasses.asdict(given)
+    typed = (explicit & fields) if explicit is not None else set(SCHEDULE)
+    merged = {k: v for k, v in saved.items() if k in fields}
+    for name in sorted(typed):
+        old, new = saved.get(name), current[name]
+        if old == new:
+            continue
+        if name in ARCHITECTURE and explicit is not None:
+            raise FaceDancerError(
+                f"--{name} {new} differs from the resumed run's {old}: its checkpoint has that architecture; "
+                f"drop --{name} or start a new run without --resume"
+            )
+        if explicit is not None:
+            log.info("resume: --%s %s overrides the run's saved %s", name, new, old)
+        merged[name] = new
+    return TrainOptions(**merged)
+
+
+def check_inputs(options) -> None:
+    """Input files named by the options exist (checked before any model is built)."""
+    from facedancer.data import resolve_shards
+
+    for flag, path in (
+        ("--arcface_path", options.arcface_path),
+        ("--init_from", options.init_from),
+        ("--perceptual_weights", options.perceptual_weights),
+        ("--ifsr_margins_file", options.ifsr_margins_file),
+    ):
+        if path and not Path(path).exists():
+            raise FaceDancerError(f"{flag} {path} not found; check the path")
+    resolve_shards(options.data_dir)
+    if options.eval_dir:
+        resolve_shards(options.eval_dir)
 
 
 def run_multi_worker(args: argparse.Namespace, options, strategy) -> int:

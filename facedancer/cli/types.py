@@ -81,7 +81,34 @@ def megapixels(text: str) -> int:
     """`--max_pixels`: a pixel count, or megapixels written as e.g. 200M / 200MP."""
     raw = text.strip().upper().removesuffix("P").removesuffix("M")
     scale = 1_000_000 if raw != text.strip().upper() else 1
-    value = _number(raw, float) * scale
+    try:
+        value = float(raw) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a pixel count or megapixels like 300M, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive pixel count (e.g. 200M), got {text}")
     return int(value)
+
+
+def generator_preset(text: str) -> str:
+    """`--config`: a known generator preset name (C, c, config_c)."""
+    from facedancer.nn.generator import PRESETS, preset
+
+    try:
+        preset(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"unknown preset {text!r}; known: {', '.join(sorted(PRESETS))}") from None
+    return text
+
+
+def fusion_types(text: str) -> list[str]:
+    """`--up_types`: six comma-separated decoder fusion types."""
+    from facedancer.nn.generator import DECODER_CHANNELS, FUSION_TYPES
+
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    unknown = [item for item in items if item not in FUSION_TYPES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown fusion type {unknown[0]!r}; choose from {', '.join(FUSION_TYPES)}")
+    if len(items) != len(DECODER_CHANNELS) + 1:
+        raise argparse.ArgumentTypeError(f"needs {len(DECODER_CHANNELS) + 1} comma-separated types, got {len(items)}")
+    return items
