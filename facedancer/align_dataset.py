@@ -91,9 +91,9 @@ def crop_names(relatives: list[Path], previous: dict[str, str] | None = None) ->
     names = dict(previous or {})
     taken = {name.lower() for name in names.values()}
     fresh = [r for r in relatives if str(r) not in names]
-    plain: dict[str, list[Path]] = {}
-    for relative in fresh:
-        plain.setdefault(str(relative.with_suffix(".png")).lower(), []).append(relative)
+    plain: dict[str, set[str]] = {}
+    for relative in {*relatives, *map(Path, names)}:
+        plain.setdefault(str(relative.with_suffix(".png")).lower(), set()).add(str(relative))
     for relative in fresh:
         candidate = relative.with_suffix(".png")
         if len(plain[str(candidate).lower()]) > 1 or str(candidate).lower() in taken:

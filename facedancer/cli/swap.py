@@ -219,7 +219,8 @@ def check_paths(args: argparse.Namespace) -> None:
     allowed = sorted(IMAGE_SUFFIXES if kind == "image" else VIDEO_SUFFIXES - {".gif"})
     if output.suffix.lower() not in allowed:
         got = f"extension {output.suffix!r}" if output.suffix else "no extension"
-        raise OutputError(f"--output {output} has {got}; an {kind} output needs one of {', '.join(allowed)}")
+        article = "an" if kind == "image" else "a"
+        raise OutputError(f"--output {output} has {got}; {article} {kind} output needs one of {', '.join(allowed)}")
     check_output_file(output)
 
 
