@@ -192,6 +192,7 @@ CASES = [
     Case("shard-partial-set-refused", SHARD + " --target_dir {ws}/partial --data_name faces", 1,
          r"no index: partial.*--overwrite"),
     Case("shard-no-target", SHARD, 1, r"--data_dir and --target_dir are required"),
+    Case("shard-target-is-file", SHARD + " --target_dir {ws}/src.jpg", 1, r"--target_dir .*src\.jpg is a file"),
     Case("shard-images-per-shard-0", SHARD + " --target_dir {ws}/new --images_per_shard 0", 2,
          r"--images_per_shard/--num_shards: must be at least 1"),
     Case("shard-val-fraction-1", SHARD + " --target_dir {ws}/new --val_fraction 1", 2, r"--val_fraction"),
@@ -225,6 +226,8 @@ CASES = [
          r"no run named 'x'"),
     Case("train-resume-not-a-run", TRAIN + " --data_dir {ws}/shards/faces_train_*.records --resume {ws}/photos", 1,
          r"photos is not a training run folder"),
+    Case("train-log-dir-is-file", "train --data_dir {ws}/shards/faces_train_*.records --arcface_path {ws}/arc.h5 "
+         "--log_dir {ws}/src.jpg/runs", 1, r"--log_dir .*src\.jpg is a file, not a folder"),
     Case("train-load-without-resume", TRAIN + " --data_dir {ws}/shards/faces_train_*.records --load 3", 1,
          r"--load STEP .* with --resume"),
     # evaluate
@@ -232,6 +235,7 @@ CASES = [
     Case("evaluate-every-neg", EVAL + " --output {ws}/new --every -3", 2, r"--every: must be at least 1"),
     Case("evaluate-output-is-swap", EVAL + " --output {ws}/link/", 1, r"is the input --(target|swap)"),
     Case("evaluate-output-contains-source", EVAL + " --output {ws}", 1, r"contains the input --source"),
+    Case("evaluate-output-is-file", EVAL + " --output {ws}/arc.h5", 1, r"arc\.h5 is a file, not a folder"),
     Case("evaluate-missing-target", "evaluate --source {ws}/src.jpg --target {ws}/nope --swap {ws}/photos "
          "--output {ws}/new", 1, r"--target .*nope not found"),
     Case("evaluate-missing-video", "evaluate --source {ws}/src.jpg --target_video {ws}/clip.mp4 "
@@ -241,6 +245,8 @@ CASES = [
          "--output {ws}/arc.h5", 1, r"is the input --arcface_path"),
     Case("ifsr-output-inside-data", "ifsr-margins --data_dir {ws}/aligned --arcface_path {ws}/arc.h5 "
          "--output {ws}/aligned/anna/m.json", 1, r"lies inside the input --data_dir"),
+    Case("ifsr-output-is-folder", "ifsr-margins --data_dir {ws}/aligned --arcface_path {ws}/arc.h5 "
+         "--output {ws}/out.png", 1, r"out\.png is an existing folder"),
     Case("ifsr-max-pairs-0", "ifsr-margins --data_dir {ws}/aligned --arcface_path {ws}/arc.h5 --output {ws}/m.json "
          "--max_pairs 0", 2, r"--max_pairs"),
     Case("demo-steps-0", "demo --output {ws}/new --steps 0", 2, r"--steps: must be at least 1"),
@@ -530,3 +536,28 @@ def test_a_failed_start_leaves_no_run_folder(ws, tmp_path, caplog):
     assert run_cli(argv) == 1
     assert "arc.h5" in caplog.text
     assert list((tmp_path / "runs").iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders; run as a normal user")
+def test_read_only_output_folder_is_one_line(ws, tmp_path, caplog):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        code = run_cli(["shard", "--data_dir", str(ws / "aligned"), "--target_dir", str(locked / "shards")])
+    finally:
+        locked.chmod(0o755)
+    assert code == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "not writable" in errors[0] and str(locked) in errors[0]
+
+
+def test_os_errors_become_one_line_naming_the_file(tmp_path):
+    from facedancer.cli.main import os_error_line
+
+    try:
+        (tmp_path / "a-folder").mkdir()
+        open(tmp_path / "a-folder", "w")  # noqa: SIM115
+    except OSError as exc:
+        line = os_error_line(exc)
+    assert line.startswith(str(tmp_path / "a-folder")) and "it is a folder; give a file path" in line

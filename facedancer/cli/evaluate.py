@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         write_reports,
     )
     from facedancer.models import load
-    from facedancer.paths import refuse_output_over_inputs
+    from facedancer.paths import check_output_folder, refuse_output_over_inputs
 
     source = Path(args.source)
     if not source.exists():
@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
             raise FaceDancerError(f"--{flag} {value} not found; check the path")
     inputs = [(f"--{f}", getattr(args, f)) for f in ("source", "target", "swap", "target_video", "swap_video")]
     refuse_output_over_inputs(args.output, [*inputs, ("--arcface_path", args.arcface_path)])
+    check_output_folder(args.output)
     if args.target_video or args.swap_video:
         if not (args.target_video and args.swap_video) or source.is_dir():
             raise FaceDancerError("video evaluation needs --target_video, --swap_video and one --source photo")

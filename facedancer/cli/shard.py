@@ -77,9 +77,10 @@ def run(args: argparse.Namespace) -> int:
         return verify(args.verify, require_index=not args.allow_unindexed)
     if not args.data_dir or not args.target_dir:
         raise FaceDancerError("--data_dir and --target_dir are required (or --verify GLOB)")
-    from facedancer.paths import refuse_output_over_inputs
+    from facedancer.paths import check_output_folder, refuse_output_over_inputs
 
     refuse_output_over_inputs(args.target_dir, [("--data_dir", args.data_dir)], "--target_dir")
+    check_output_folder(args.target_dir, "--target_dir")
     from facedancer.shards import ShardOptions, write_shards
 
     options = ShardOptions(

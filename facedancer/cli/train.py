@@ -203,6 +203,7 @@ def options_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from facedancer.distribute import is_multi_worker, make_strategy
+    from facedancer.paths import check_output_folder
     from facedancer.training import has_checkpoint, latest_run_dir, new_run_dir, write_json_atomic
 
     options = options_from_args(args)
@@ -221,6 +222,7 @@ def run(args: argparse.Namespace) -> int:
         created = False
     else:
         check_inputs(options)
+        check_output_folder(options.log_dir, "--log_dir")
         run_dir = new_run_dir(options.log_dir, options.log_name)
         created = True
     try:
