@@ -561,3 +561,40 @@ def test_os_errors_become_one_line_naming_the_file(tmp_path):
     except OSError as exc:
         line = os_error_line(exc)
     assert line.startswith(str(tmp_path / "a-folder")) and "it is a folder; give a file path" in line
+
+
+def test_sigterm_inside_an_atomic_write_removes_the_temp_file(tmp_path):
+    """What swap and shard rely on: the CLI turns SIGTERM into an exception, so atomic_path cleans up."""
+    import argparse
+
+    from facedancer.atomic import atomic_path
+    from facedancer.cli.main import run_command
+
+    seen = []
+
+    def write_then_get_killed(args):
+        with atomic_path(tmp_path / "out.mp4") as tmp:
+            tmp.write_bytes(b"half a video")
+            seen.append(tmp.exists())
+            os.kill(os.getpid(), signal.SIGTERM)
+            raise AssertionError("not reached: SIGTERM raises")
+
+    assert run_command(write_then_get_killed, argparse.Namespace()) == 128 + signal.SIGTERM
+    assert seen == [True]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_evaluate_warns_when_the_videos_differ_in_length(tmp_path, caplog):
+    from photos import astronaut
+    from videos import write_video
+
+    from facedancer.evaluation import video_triples
+
+    frames = [np.ascontiguousarray(np.roll(astronaut()[:256, 128:384], 4 * i, axis=1)) for i in range(12)]
+    write_video(tmp_path / "target.mp4", frames, audio=False)
+    write_video(tmp_path / "swap.mp4", frames[:6], audio=False)
+    Image.fromarray(frames[0]).save(tmp_path / "src.png")
+    with caplog.at_level(logging.WARNING):
+        triples = video_triples(tmp_path / "src.png", tmp_path / "target.mp4", tmp_path / "swap.mp4", every=3)
+    assert len(triples) == 2
+    assert re.search(r"target\.mp4 has 12 frames, .*swap\.mp4 has 6: only the first 6", caplog.text)
