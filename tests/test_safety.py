@@ -598,3 +598,25 @@ def test_evaluate_warns_when_the_videos_differ_in_length(tmp_path, caplog):
         triples = video_triples(tmp_path / "src.png", tmp_path / "target.mp4", tmp_path / "swap.mp4", every=3)
     assert len(triples) == 2
     assert re.search(r"target\.mp4 has 12 frames, .*swap\.mp4 has 6: only the first 6", caplog.text)
+
+
+@pytest.mark.slow  # ~1.5 min on a busy 2-core CPU (model build, detector, graph rewrite)
+def test_in_place_replaces_the_target_only_when_asked(photos, tmp_path):
+    """--in_place is the one way to write over the target; the swap then really replaces it (small generator)."""
+    from standins import save_arcface_standin
+
+    from facedancer.nn import GeneratorConfig, build_generator
+
+    build_generator(GeneratorConfig(image_size=64, mapping_depth=1, mapping_size=64)).save(tmp_path / "g.keras")
+    arcface = save_arcface_standin(tmp_path / "ArcFace-Res50.h5")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "obama.jpg").write_bytes((photos / "obama.jpg").read_bytes())
+    before = _snapshot(folder)
+    argv = ["swap", "--target", str(folder), "--output", f"{folder}/", "--swap_source", str(photos / "biden.jpg")]
+    argv += ["--facedancer_path", str(tmp_path / "g.keras"), "--arcface_path", str(arcface)]
+    assert run_cli(argv) == 1 and _snapshot(folder) == before
+    assert run_cli([*argv, "--in_place"]) == 0
+    after = _snapshot(folder)
+    assert after.keys() == before.keys() and after != before
+    assert not _temps(tmp_path)
