@@ -12,10 +12,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from facedancer.cli import align, demo, evaluate, ifsr_margins, info, shard, swap, train
+from facedancer.cli import align, demo, evaluate, ifsr_margins, info, serve, shard, swap, train
 from facedancer.cli.common import apply_device
 
-SUBCOMMANDS = (demo, info, align, shard, train, ifsr_margins, swap, evaluate)
+SUBCOMMANDS = (demo, info, align, shard, train, ifsr_margins, swap, serve, evaluate)
 EXIT_USER_ERROR = 1
 EXIT_INTERRUPTED = 130
 
