@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import socket
 import threading
@@ -38,22 +39,26 @@ def running(app) -> Iterator[str]:
         sock.close()
 
 
+@functools.cache
 def small_swapper(detector, seed: int = 0):
-    """A FaceSwapper with a 64² random generator and the pixel identity encoder (tells people apart)."""
+    """A FaceSwapper with a 64² random generator and the pixel identity encoder (tells people apart); built once
+    per test process (the servers only ever use copies of it)."""
     import keras
     from standins import pixel_identity_encoder
 
     from facedancer.nn import GeneratorConfig, build_generator
-    from facedancer.swap import FaceSwapper
+    from facedancer.swap import FaceSwapper, SwapOptions
 
     keras.utils.set_random_seed(seed)
     generator = build_generator(GeneratorConfig(image_size=64, mapping_depth=1, mapping_size=64))
-    return FaceSwapper(generator, pixel_identity_encoder(seed), detector)
+    # the graph rewrites are tested elsewhere; skipping their build-time check keeps start-up short
+    return FaceSwapper(generator, pixel_identity_encoder(seed), detector, SwapOptions(rewrite_graph=False))
 
 
 def photo_bytes(path: Path, height: int = 320, fmt: str = "JPEG") -> bytes:
     """A real photo scaled to `height`, encoded as `fmt`."""
     from PIL import Image
+
     from facedancer.images import read_image
     from facedancer.samples import portrait
 

@@ -126,7 +126,7 @@ def test_swap_command_flags(generator_file, photos, tmp_path):
     target = tmp_path / "target.png"
     write_image(target, read_image(photos / "obama2.jpg"))
     base = [sys.executable, "-m", "facedancer.cli.main", "swap", "--facedancer_path", str(generator_file)]
-    base += ["--arcface_path", str(arcface), "--target", str(target)]
+    base += ["--arcface_path", str(arcface), "--target", str(target), "--precision", "float32", "--plain_graph"]
     out = tmp_path / "anon.png"
     result = subprocess.run([*base, "--output", str(out), "--anonymize", "70"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
