@@ -273,13 +273,19 @@ def test_finished_jobs_and_their_files_expire(swapper, files, tmp_path):
         assert app.state.service.storage.files() == []
 
 
-def test_small_load_loses_nothing_and_answers_correctly(server, files):
-    """10 image requests from 4 clients while 2 video jobs run: every answer is the single-request answer."""
+def _rss_mb() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_small_load_loses_nothing_answers_correctly_and_memory_stays_flat(server, files):
+    """Twice: 10 image requests from 4 clients while 2 video jobs run. Every answer is the single-request
+    answer, and the second round does not grow the (server's) process memory by more than a little."""
     url, _ = server
     with _client(url) as client:
         expected = decode_image(_swap(client, files["target"], files["source"]).content)[0]
-        sent = [("target", ("v.mp4", files["short"])), ("source", ("s.jpg", files["source"]))]
-        jobs = [client.post("/v1/jobs", files=sent).json()["id"] for _ in range(2)]
     local = threading.local()
 
     def one(_):
@@ -288,10 +294,59 @@ def test_small_load_loses_nothing_and_answers_correctly(server, files):
         response = _swap(local.client, files["target"], files["source"])
         return response.status_code, response.content
 
-    with ThreadPoolExecutor(4) as pool:
-        answers = list(pool.map(one, range(10)))
-    assert [status for status, _ in answers] == [200] * 10
-    for _, body in answers:
-        assert np.abs(decode_image(body)[0].astype(int) - expected).max() <= 1
-    with _client(url) as client:
-        assert [_wait(client, j)["state"] for j in jobs] == ["done", "done"]
+    sent = [("target", ("v.mp4", files["short"])), ("source", ("s.jpg", files["source"]))]
+    memory = []
+    for _ in range(2):
+        with _client(url) as client:
+            jobs = [client.post("/v1/jobs", files=sent).json()["id"] for _ in range(2)]
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(one, range(10)))
+        assert [status for status, _ in answers] == [200] * 10
+        for _, body in answers:
+            assert np.abs(decode_image(body)[0].astype(int) - expected).max() <= 1
+        with _client(url) as client:
+            assert [_wait(client, j)["state"] for j in jobs] == ["done", "done"]
+        memory.append(_rss_mb())
+    assert memory[1] - memory[0] < 64, memory
+
+
+def test_the_serve_command_binds_loopback_reads_the_token_from_the_environment_and_stops(photos, tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    from standins import save_arcface_standin
+
+    from facedancer.nn import GeneratorConfig, build_generator
+
+    build_generator(GeneratorConfig(image_size=64, mapping_depth=1, mapping_size=64)).save(tmp_path / "g.keras")
+    arcface = save_arcface_standin(tmp_path / "ArcFace-Res50.h5")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "facedancer.cli.main", "serve", "--facedancer_path", str(tmp_path / "g.keras")]
+    command += ["--arcface_path", str(arcface), "--port", str(port), "--precision", "float32"]
+    env = {**os.environ, "FACEDANCER_TOKEN": "from-env"}
+    server = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.3)
+        with _client(f"http://127.0.0.1:{port}") as client:
+            assert client.get("/v1/jobs/x").status_code == 401
+            assert client.get("/v1/jobs/x", headers={"Authorization": "Bearer from-env"}).status_code == 404
+        listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout
+        assert not listening or "127.0.0.1:" in listening, listening
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, stderr = server.communicate(timeout=60)
+    assert server.returncode == 0, stderr[-2000:]
+    assert f"serving on http://127.0.0.1:{port}/" in stderr
