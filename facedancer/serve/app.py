@@ -271,7 +271,7 @@ def create_app(swapper, settings: ServeSettings | None = None) -> FastAPI:
         target_path, request = await request_of(target, select, identity_strength, anonymize, source, reference)
         try:
             info = await run_in_threadpool(check_video_upload, target_path, settings)
-            swapper = await run_in_threadpool(service.engine.prepare, request)
+            swapper = await run_in_threadpool(service.engine.prepare, request, True)
         except BaseException:
             service.storage.remove(target_path)
             raise

@@ -57,11 +57,15 @@ class SwapEngine:
     def __init__(self, swapper: FaceSwapper, settings: ServeSettings):
         self.base, self.settings = swapper, settings
 
-    def prepare(self, request: SwapRequest) -> FaceSwapper:
-        """A swapper for this request: its options, source and reference identities set (422 when unusable)."""
+    def prepare(self, request: SwapRequest, video: bool = False) -> FaceSwapper:
+        """A swapper for this request: its options, source and reference identities set (422 when unusable).
+
+        Photos run the generator at batch 1: the swapper pads every call to its batch size, which pays off for
+        the faces of many video frames but would cost a photo with one face 8 faces' work and memory."""
         try:
             options = dataclasses.replace(
                 self.base.options,
+                batch_size=self.base.options.batch_size if video else 1,
                 select=request.select,
                 identity_strength=request.identity_strength,
                 anonymize=request.anonymize,
