@@ -37,9 +37,16 @@ def add_parser(sub) -> None:
     g.add_argument("--port", type=int, default=s.port, help=f"port ({s.port})")
     g.add_argument("--token", help=f"bearer token the API requires (default ${TOKEN_ENV}; none: open)")
     g = p.add_argument_group("limits")
-    g.add_argument("--max_upload_mb", type=float, default=s.max_upload_mb, help=f"per request ({s.max_upload_mb:g})")
-    g.add_argument("--max_pixels", type=int, default=s.max_pixels, help=f"of a photo or frame ({s.max_pixels})")
-    g.add_argument("--max_video_seconds", type=float, default=s.max_video_seconds, help=f"({s.max_video_seconds:g})")
+    g.add_argument("--max_upload_mb", type=float, default=s.max_upload_mb, help=f"MB per request ({s.max_upload_mb:g})")
+    g.add_argument(
+        "--max_pixels", type=int, default=s.max_pixels, help=f"most pixels of a photo or frame ({s.max_pixels})"
+    )
+    g.add_argument(
+        "--max_video_seconds",
+        type=float,
+        default=s.max_video_seconds,
+        help=f"longest video accepted, seconds ({s.max_video_seconds:g})",
+    )
     g.add_argument("--max_queue", type=int, default=s.max_queue, help=f"video jobs queued or running ({s.max_queue})")
     g.add_argument("--workers", type=int, default=s.workers, help=f"video jobs run at once ({s.workers})")
     g.add_argument("--image_workers", type=int, default=s.image_workers, help=f"photos at once ({s.image_workers})")
