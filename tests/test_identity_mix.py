@@ -1,9 +1,6 @@
 """Identity strength and anonymisation: the pure embedding functions (property-based) and what the swapper
 feeds the generator with them, on real photos with a small random generator and a pixel identity encoder."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -119,26 +116,23 @@ def test_anonymize_needs_no_source_and_gives_two_people_one_identity(swapper, ph
     assert _cos(own[0], own[1]) < 0.99  # the two people's own identities differ; 100 % replaced both
 
 
-def test_swap_command_flags(generator_file, photos, tmp_path):
+def test_swap_command_flags(generator_file, photos, tmp_path, caplog):
+    """`facedancer swap --anonymize / --identity_strength`, run in this process through the command's main()."""
     from standins import save_arcface_standin
+
+    from facedancer.cli.main import main
 
     arcface = save_arcface_standin(tmp_path / "ArcFace-Res50.h5")
     target = tmp_path / "target.png"
     write_image(target, read_image(photos / "obama2.jpg"))
-    base = [sys.executable, "-m", "facedancer.cli.main", "swap", "--facedancer_path", str(generator_file)]
-    base += ["--arcface_path", str(arcface), "--target", str(target), "--precision", "float32", "--plain_graph"]
+    base = ["swap", "--facedancer_path", str(generator_file), "--arcface_path", str(arcface), "--target", str(target)]
+    base += ["--precision", "float32", "--plain_graph"]
     out = tmp_path / "anon.png"
-    result = subprocess.run([*base, "--output", str(out), "--anonymize", "70"], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert main([*base, "--output", str(out), "--anonymize", "70"]) == 0
     before, after = read_image(target), read_image(out)
     assert after.shape == before.shape and np.abs(after.astype(float) - before).mean() > 0.05
-    bad = subprocess.run(
-        [*base, "--output", str(tmp_path / "x.png"), "--swap_source", str(photos / "biden.jpg")]
-        + ["--identity_strength", "2"],
-        capture_output=True,
-        text=True,
-    )
-    assert bad.returncode == 1 and "--identity_strength must be in [0, 1.5]" in bad.stderr, bad.stderr[-2000:]
-    assert not (tmp_path / "x.png").exists()
-    none = subprocess.run([*base, "--output", str(tmp_path / "y.png")], capture_output=True, text=True)
-    assert none.returncode == 1 and "--swap_source PHOTO is required" in none.stderr, none.stderr[-2000:]
+    source = ["--swap_source", str(photos / "biden.jpg")]
+    assert main([*base, "--output", str(tmp_path / "x.png"), *source, "--identity_strength", "2"]) == 1
+    assert "--identity_strength must be in [0, 1.5]" in caplog.text and not (tmp_path / "x.png").exists()
+    assert main([*base, "--output", str(tmp_path / "y.png")]) == 1
+    assert "--swap_source PHOTO is required" in caplog.text
