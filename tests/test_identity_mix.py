@@ -72,7 +72,7 @@ def generator_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def swapper(generator_file, detector):
-    return FaceSwapper(generator_file, pixel_identity_encoder(), detector)
+    return FaceSwapper(generator_file, pixel_identity_encoder(), detector, SwapOptions(rewrite_graph=False))
 
 
 def test_strength_zero_is_the_targets_own_reconstruction_and_one_the_plain_swap(swapper, photos):
