@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facedancer import identity_mix
 from facedancer.alignment import align
 from facedancer.blending import crop_mask, match_colour, paste
 from facedancer.detection import Face
@@ -40,6 +41,8 @@ class SwapOptions:
     precision: str = "auto"
     feather: float = 0.08
     rewrite_graph: bool = True
+    identity_strength: float = 1.0  # facedancer.identity_mix: 0 = each face's own identity, 1 = the source's
+    anonymize: float | None = None  # percent towards a fixed synthetic identity; no source needed
 
     def __post_init__(self):
         if self.select not in SELECT_MODES:
@@ -48,6 +51,7 @@ class SwapOptions:
             raise FaceDancerError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.batch_size < 1:
             raise FaceDancerError(f"--batch_size must be at least 1, got {self.batch_size}")
+        identity_mix.check(self.identity_strength, self.anonymize)
 
 
 def resolve_precision(precision: str) -> str:
@@ -174,23 +178,37 @@ class FaceSwapper:
 
     # -- swapping --------------------------------------------------------------------------------
 
+    def face_identities(self, crops: np.ndarray) -> np.ndarray:
+        """The embedding (N, 512) G gets for each aligned crop: the source, or the mix the options ask for
+        (identity strength, anonymisation) of the source and the crop's own embedding."""
+        mix = identity_mix.IdentityMix(self.options.identity_strength, self.options.anonymize)
+        if not mix.needs_target:
+            return np.repeat(self.source[None], len(crops), axis=0)
+        import cv2
+
+        size = (self.identity_size, self.identity_size)
+        small = np.stack([cv2.resize(c, size, interpolation=cv2.INTER_AREA) for c in crops]).astype(np.float32)
+        return mix(self.source, self._embed_fn(small / 255.0).numpy())
+
     def _generate_batches(self, crops: np.ndarray) -> np.ndarray:
         """Run crops (N, S, S, 3 uint8) through the generator in fixed-size batches (padded)."""
         n, size = len(crops), self.options.batch_size
-        z = np.repeat(self.source[None], size, axis=0)
+        identities = self.face_identities(crops)
         out = np.empty((n, self.crop_size, self.crop_size, 3), np.uint8)
         for start in range(0, n, size):
             chunk = crops[start : start + size].astype(np.float32) / 127.5 - 1.0
+            z = identities[start : start + size]
             filled = len(chunk)
             if filled < size:
                 chunk = np.concatenate([chunk, np.zeros((size - filled, *chunk.shape[1:]), np.float32)])
+                z = np.concatenate([z, np.zeros((size - filled, z.shape[1]), np.float32)])
             y = self._generate(chunk, z).numpy()[:filled]
             out[start : start + filled] = np.clip((y + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
         return out
 
     def swap_frames(self, frames: list[np.ndarray], faces: list[list[Face]]) -> list[np.ndarray]:
         """Swap the given faces of each frame; frames without faces come back unchanged (the same array)."""
-        if self.source is None:
+        if self.source is None and self.options.anonymize is None:
             raise FaceDancerError("set the source identity first (set_source)")
         jobs = []  # (frame index, matrix, target crop)
         for index, (frame, frame_faces) in enumerate(zip(frames, faces, strict=True)):

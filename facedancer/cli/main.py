@@ -13,10 +13,10 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from facedancer.cli import align, demo, evaluate, ifsr_margins, info, shard, swap, train
+from facedancer.cli import align, demo, evaluate, ifsr_margins, info, serve, shard, swap, train
 from facedancer.cli.common import apply_device, apply_max_pixels
 
-SUBCOMMANDS = (demo, info, align, shard, train, ifsr_margins, swap, evaluate)
+SUBCOMMANDS = (demo, info, align, shard, train, ifsr_margins, swap, serve, evaluate)
 EXIT_USER_ERROR = 1
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 128 + signal.SIGTERM

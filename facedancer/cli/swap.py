@@ -47,9 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--swap_source",
-        required=True,
         nargs="+",
-        help="photo(s) of the identity to put on the faces (embeddings are averaged)",
+        help="photo(s) of the identity to put on the faces (embeddings are averaged); required unless --anonymize",
     )
     g.add_argument(
         "--output",
@@ -102,6 +101,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"detect on a copy downscaled to this longer side; 0 = full size ({d.detect_max_side})",
     )
     g.add_argument("--color_match", action="store_true", help="match the swapped face's colours to the target skin")
+    g.add_argument(
+        "--identity_strength",
+        type=float,
+        default=d.identity_strength,
+        help="0 = each face keeps its own identity (G reconstructs it), 1 = the source's; between blends the two "
+        f"embeddings, up to 1.5 pushes past the source ({d.identity_strength})",
+    )
+    g.add_argument(
+        "--anonymize",
+        type=float,
+        metavar="PERCENT",
+        default=d.anonymize,
+        help="instead of a source, move every face's identity PERCENT (0-100) of the way to a fixed synthetic one",
+    )
     g.add_argument(
         "--smoothing",
         type=types.float_in(0.0, 1.0, high_open=True),
@@ -175,10 +188,13 @@ def build_swapper(args: argparse.Namespace):
         batch_size=args.batch_size,
         precision=args.precision,
         rewrite_graph=not args.plain_graph,
+        identity_strength=args.identity_strength,
+        anonymize=args.anonymize,
     )
     detector = RetinaFaceDetector(args.retina_path) if args.retina_path else default_detector()
     swapper = FaceSwapper(args.facedancer_path, args.arcface_path, detector, options)
-    swapper.set_source(args.swap_source, aligned=not args.align_source)
+    if args.swap_source:
+        swapper.set_source(args.swap_source, aligned=not args.align_source)
     if args.select == "reference":
         if not args.reference_face:
             raise FaceDancerError("--select reference needs --reference_face PHOTO")
@@ -194,10 +210,12 @@ def check_paths(args: argparse.Namespace) -> None:
     target, output = Path(args.target), Path(args.output)
     if not target.exists():
         raise FaceDancerError(f"--target {target} not found; check the path")
-    for photo in [*args.swap_source, *(args.reference_face or [])]:
+    if not args.swap_source and args.anonymize is None:
+        raise FaceDancerError("--swap_source PHOTO is required (or --anonymize PERCENT, which needs no source)")
+    for photo in [*(args.swap_source or []), *(args.reference_face or [])]:
         if not Path(photo).is_file():
             raise FaceDancerError(f"source photo not found: {photo}; check the path")
-    others = [("--swap_source", s) for s in args.swap_source]
+    others = [("--swap_source", s) for s in args.swap_source or []]
     others += [("--reference_face", s) for s in args.reference_face or []]
     others += [("--facedancer_path", args.facedancer_path), ("--arcface_path", args.arcface_path)]
     others += [("--retina_path", args.retina_path)]
