@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -35,15 +36,19 @@ def _to_rgb8(image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """An HxWx3 uint8 RGB array, upright as the camera's EXIF orientation says."""
+def read_image(path: str | Path, data: bytes | None = None) -> np.ndarray:
+    """An HxWx3 uint8 RGB array, upright as the camera's EXIF orientation says.
+
+    `data`: the file's bytes when the caller has read them already (a remote filesystem); `path` then only
+    names the file in errors.
+    """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    path = Path(path)
+    path = Path(path) if data is None else path
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(path if data is None else io.BytesIO(data)) as image:
                 image.load()
                 image = ImageOps.exif_transpose(image)
                 return _to_rgb8(image)
@@ -55,10 +60,20 @@ def read_image(path: str | Path) -> np.ndarray:
         raise ImageReadError(f"{path}: unreadable image ({exc})") from exc
 
 
-def write_image(path: str | Path, image: np.ndarray) -> None:
-    """Write an RGB uint8 image (format from the suffix) under a temporary name, then rename it."""
+def encode_image(image: np.ndarray, suffix: str = ".png") -> bytes:
+    """The bytes `write_image` writes for this suffix (so a pipeline that stores bytes stores the same file)."""
     from PIL import Image
 
-    extra = {"quality": 95} if Path(path).suffix.lower() in (".jpg", ".jpeg") else {}
+    extra = {"quality": 95} if suffix.lower() in (".jpg", ".jpeg") else {}
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(
+        buffer, format=Image.registered_extensions()[suffix.lower()], **extra
+    )
+    return buffer.getvalue()
+
+
+def write_image(path: str | Path, image: np.ndarray) -> None:
+    """Write an RGB uint8 image (format from the suffix) under a temporary name, then rename it."""
+    data = encode_image(image, Path(path).suffix)
     with atomic_path(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(image)).save(tmp, **extra)
+        tmp.write_bytes(data)

@@ -71,6 +71,38 @@ def list_identities(data_dir: Path) -> list[tuple[str, list[Path]]]:
     return [(d.name, images_in(d)) for d in subdirs]
 
 
+def identity_of(relative: str, flat_name: str | None) -> str | None:
+    """The identity of a file at `relative` (POSIX) below a dataset folder, by list_identities' rule: its
+    first folder; `flat_name` (the folder's own name) when the dataset has no subfolders; None for a file
+    directly in a folder that has identity subfolders (ignored)."""
+    parts = relative.split("/")
+    if any(part.startswith(".") for part in parts):
+        return None
+    if flat_name is not None:
+        return flat_name
+    return parts[0] if len(parts) > 1 else None
+
+
+def label_map(identities) -> dict[str, int]:
+    """{identity: label}: labels number the identities in sorted order, as the subfolders are listed."""
+    return {name: label for label, name in enumerate(sorted(identities))}
+
+
+def index_name(data_name: str) -> str:
+    return f"{data_name}_index.json"
+
+
+def index_document(data_dir: str, options: ShardOptions, labels: dict, splits: dict, skipped: list) -> dict:
+    """`NAME_index.json`: where the data came from, the options, the label map, per-split counts, skipped files."""
+    return {
+        "data_dir": data_dir,
+        "options": {k: v for k, v in vars(options).items()},
+        "labels": labels,
+        "splits": splits,
+        "skipped": skipped,
+    }
+
+
 def encode_example(image_bytes: bytes, label: int, identity: str, relative: str) -> bytes:
     import tensorflow as tf
 
@@ -129,7 +161,7 @@ class ShardReport:
     skipped: list[dict] = field(default_factory=list)
 
 
-def _split_identities(identities: list[str], fraction: float, rng: random.Random) -> set[str]:
+def split_identities(identities: list[str], fraction: float, rng: random.Random) -> set[str]:
     """Identities that go to validation: round(fraction * n), at least one when fraction > 0 and n > 1."""
     if fraction <= 0 or len(identities) < 2:
         if fraction > 0:
@@ -178,11 +210,16 @@ def _write_split(
                 entry["count"] += 1
                 bar.update()
         shards[name] = len(chunk)
+    return split_summary(options.data_name, data_type, shards, identities)
+
+
+def split_summary(data_name: str, data_type: str, shards: dict[str, int], identities: dict[str, dict]) -> dict:
+    """One split's entry in the index: {shard file: records}, {identity: {label, count}}, totals, the glob."""
     return {
-        "images": len(valid),
+        "images": sum(shards.values()),
         "shards": shards,
         "identities": identities,
-        "glob": shard_glob(options.data_name, data_type),
+        "glob": shard_glob(data_name, data_type),
     }
 
 
@@ -205,7 +242,7 @@ def write_shards(
     if not samples:
         raise FaceDancerError(f"--data_dir {data_dir} holds no images")
     rng = random.Random(options.seed)
-    val_ids = _split_identities([name for name, _ in identities], options.val_fraction, rng)
+    val_ids = split_identities([name for name, _ in identities], options.val_fraction, rng)
     if options.shuffle:
         rng.shuffle(samples)
     splits = {options.data_type: [s for s in samples if s.identity not in val_ids]}
@@ -216,14 +253,9 @@ def write_shards(
     with tqdm(total=len(samples), unit="img", desc="sharding", disable=not progress) as bar:
         for data_type, split in splits.items():
             report.splits[data_type] = _write_split(split, target_dir, options, data_type, report, bar)
-    index = {
-        "data_dir": str(data_dir),
-        "options": {k: v for k, v in vars(options).items()},
-        "labels": {name: label for label, (name, _) in enumerate(identities)},
-        "splits": report.splits,
-        "skipped": report.skipped,
-    }
-    write_text_atomic(target_dir / f"{options.data_name}_index.json", json.dumps(index, indent=2))
+    labels = {name: label for label, (name, _) in enumerate(identities)}
+    index = index_document(str(data_dir), options, labels, report.splits, report.skipped)
+    write_text_atomic(target_dir / index_name(options.data_name), json.dumps(index, indent=2))
     return report
 
 
