@@ -265,20 +265,24 @@ def check_framing(path: str | Path) -> int:
     Cheap enough to run on every shard before training, so a truncated file is named up front.
     """
     path = Path(path)
-    count = 0
-    size = path.stat().st_size
     with open(path, "rb") as f:
-        offset = 0
-        while offset < size:
-            header = f.read(12)
-            if len(header) < 12:
-                raise ShardError(f"{path}: truncated shard (record {count} header cut off); re-create it")
-            (length,) = struct.unpack("<Q", header[:8])
-            offset += 12 + length + 4
-            if offset > size:
-                raise ShardError(f"{path}: truncated shard (record {count} cut off); re-create it")
-            f.seek(offset)
-            count += 1
+        return count_framed_records(f, path.stat().st_size, str(path))
+
+
+def count_framed_records(f, size: int, name: str) -> int:
+    """check_framing on an open binary file of `size` bytes (any filesystem); `name` names it in errors."""
+    count = 0
+    offset = 0
+    while offset < size:
+        header = f.read(12)
+        if len(header) < 12:
+            raise ShardError(f"{name}: truncated shard (record {count} header cut off); re-create it")
+        (length,) = struct.unpack("<Q", header[:8])
+        offset += 12 + length + 4
+        if offset > size:
+            raise ShardError(f"{name}: truncated shard (record {count} cut off); re-create it")
+        f.seek(offset)
+        count += 1
     return count
 
 

@@ -25,6 +25,22 @@ def add_parser(sub) -> None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data_dir", help="aligned faces: DATASET/identity/images (a flat folder is one identity)")
     p.add_argument("--target_dir", help="output folder for the shards and the index")
+    add_naming_flags(p)
+    p.add_argument(
+        "--shuffle",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="shuffle images across shards (default on; --no-shuffle keeps folder order)",
+    )
+    add_split_flags(p)
+    p.add_argument("--workers", type=int, default=2, help="threads validating images (2)")
+    p.add_argument(
+        "--verify", metavar="GLOB", help="instead of writing, read back every record of the shards matching GLOB"
+    )
+
+
+def add_naming_flags(p: argparse.ArgumentParser) -> None:
+    """Shard file names and sizes (`shard` and `prepare` take the same ones)."""
     p.add_argument("--data_name", default="dataset", help="file name prefix NAME (dataset)")
     p.add_argument("--data_type", default="train", help="split name TYPE in the file names (train)")
     p.add_argument(
@@ -35,20 +51,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=1000,
         help="images per shard file (1000); --num_shards is the original's name for it",
     )
-    p.add_argument(
-        "--shuffle",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="shuffle images across shards (default on; --no-shuffle keeps folder order)",
-    )
+
+
+def add_split_flags(p: argparse.ArgumentParser) -> None:
+    """The validation split by identity (`shard` and `prepare`)."""
     p.add_argument(
         "--val_fraction", type=float, default=0.0, help="share of identities written as a separate NAME_val_* split (0)"
     )
     p.add_argument("--seed", type=int, default=0, help="seed for shuffling and the validation split (0)")
-    p.add_argument("--workers", type=int, default=2, help="threads validating images (2)")
-    p.add_argument(
-        "--verify", metavar="GLOB", help="instead of writing, read back every record of the shards matching GLOB"
-    )
 
 
 def run(args: argparse.Namespace) -> int:
