@@ -189,11 +189,12 @@ def align_dataset(
         outcome = align_photo(image, detector, options)
         if outcome.reason:
             summary.skip(path, outcome.reason, outcome.detail)
-        for out, crop in zip(
-            output_paths(target_dir, relative, len(outcome.crops), options.faces), outcome.crops, strict=True
-        ):
-            write_image(out, crop)
-            summary.written += 1
+        else:
+            for out, crop in zip(
+                output_paths(target_dir, relative, len(outcome.crops), options.faces), outcome.crops, strict=True
+            ):
+                write_image(out, crop)
+                summary.written += 1
         bar.update()
         bar.set_postfix(written=summary.written, skipped=len(summary.skipped), refresh=False)
     bar.close()
