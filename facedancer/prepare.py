@@ -369,10 +369,13 @@ class _IndexWriter:
         name = self.options.shards.data_name
         pattern = _join(self.target_dir, shard_glob(name, data_type))
         stale = [m.path for m in fs.match([pattern])[0].metadata_list if fs.split(m.path)[1] not in keep]
-        temp = _join(self.target_dir, f"beam-temp-{name}_{data_type}-*")
-        stale += [m.path for m in fs.match([temp])[0].metadata_list]
+        temp = f"beam-temp-{name}_{data_type}-*"
+        if _is_local(self.target_dir):
+            stale += [str(p) for p in sorted(Path(self.target_dir).glob(temp))]
+        else:  # object stores have no folders: the temp folder is its objects
+            stale += [m.path for m in fs.match([_join(self.target_dir, temp + "/*")])[0].metadata_list]
         if stale:
-            log.info("removing %d files of an older or interrupted run: %s", len(stale), ", ".join(sorted(stale)))
+            log.info("removing %d files of an older or interrupted run: %s", len(stale), ", ".join(stale))
             fs.delete(stale)
 
 
