@@ -470,12 +470,17 @@ def prepare(
     """Run the pipeline with the runner and options in `pipeline_args` (default: the DirectRunner) and wait."""
     beam = _beam()
     from apache_beam.metrics.metric import MetricsFilter
-    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
     data_dir, target_dir = str(data_dir), str(target_dir)
     if _is_local(target_dir):
         Path(target_dir).mkdir(parents=True, exist_ok=True)
     pipeline_options = PipelineOptions(pipeline_args or [])
+    standard = pipeline_options.view_as(StandardOptions)
+    if standard.runner in (None, "DirectRunner"):
+        # The DirectRunner would hand this pipeline to Prism, downloading its binary first where a network is
+        # reachable; its own engine (FnApiRunner) runs offline and honours --direct_num_workers/_running_mode.
+        standard.runner = "FnApiRunner"
     pipeline = beam.Pipeline(options=pipeline_options)
     build_pipeline(pipeline, data_dir, target_dir, options)
     result = pipeline.run()
