@@ -97,7 +97,8 @@ def main() -> None:
     for workers in rates:
         if workers != first:
             print(f"scaling {first} -> {workers} workers: {rates[workers] / rates[first]:.2f}x")
-    efficiency = min(1.0, max(rates[w] / rates[first] / (w / first) for w in rates)) if len(rates) > 1 else 1.0
+    others = [rates[w] / rates[first] / (w / first) for w in rates if w != first]
+    efficiency = min([1.0, *others])
     per_worker = rates[first] / first
     print(
         f"projection for {VGGFACE2_PHOTOS / 1e6:.1f} M photos at {per_worker:.1f} images/s per worker "

@@ -14,6 +14,7 @@ attempt of each bundle, so a worker retried by the runner duplicates nothing. Th
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -76,6 +77,7 @@ class PrepareOptions:
     align: AlignOptions = field(default_factory=AlignOptions)
     shards: ShardOptions = field(default_factory=ShardOptions)
     crops: bool = True  # write the aligned PNGs under TARGET/aligned (a rerun reads them back)
+    detector_threads: int = 1  # TensorFlow threads per worker process (0: TensorFlow's default, all cores)
 
 
 @dataclass(frozen=True)
@@ -174,9 +176,19 @@ def previous_skips(target_dir: str, options: AlignOptions) -> dict[str, dict]:
         return {}
 
 
-def _load_detector():
+def _load_detector(threads: int):
+    """The worker's detector. Runners start one worker process per core, so each gets `threads` TensorFlow
+    threads (1: no oversubscription); a process whose TensorFlow already runs keeps its setting."""
+    import tensorflow as tf
+
     from facedancer.detection import RetinaFaceDetector
 
+    if threads > 0:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:
+            log.debug("TensorFlow already initialised in this process; keeping its thread settings")
     return RetinaFaceDetector()
 
 
@@ -191,14 +203,17 @@ def _align_fn_class():
         call: the RetinaFace graph answers only for the first image of a batch.
         """
 
-        def __init__(self, data_dir: str, crops_dir: str | None, options: AlignOptions, flat_name: str | None):
+        def __init__(
+            self, data_dir: str, crops_dir: str | None, options: AlignOptions, flat_name: str | None, threads: int
+        ):
             self.data_dir, self.crops_dir, self.options, self.flat_name = data_dir, crops_dir, options, flat_name
+            self.threads = threads
             self._detector_handle = shared.Shared()
 
         def setup(self):
             from apache_beam.metrics import Metrics
 
-            self._detector = self._detector_handle.acquire(_load_detector)
+            self._detector = self._detector_handle.acquire(functools.partial(_load_detector, self.threads))
             self._counters = {key: Metrics.counter(COUNTER_NAMESPACE, name) for key, name in COUNTERS.items()}
 
         def _result(self, relative: str, counts: dict, crops=(), skipped=None) -> PhotoResult:
@@ -404,7 +419,8 @@ def build_pipeline(pipeline, data_dir: str, target_dir: str, options: PrepareOpt
         pipeline
         | "ReadListing" >> beam.io.ReadFromText(listing)
         | "Reshuffle" >> beam.Reshuffle()  # spread photos over workers (one listing file is one split)
-        | "AlignPhotos" >> beam.ParDo(_align_fn_class()(data_dir, crops_dir, options.align, flat_name))
+        | "AlignPhotos"
+        >> beam.ParDo(_align_fn_class()(data_dir, crops_dir, options.align, flat_name, options.detector_threads))
     )
     crops = results | "Crops" >> beam.FlatMap(_crops_of)
     skipped = results | "Skipped" >> beam.FlatMap(_skip_of)

@@ -48,6 +48,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "detecting again; --no-crops keeps only the shards)",
     )
     p.add_argument(
+        "--detector_threads",
+        type=int,
+        default=1,
+        help="TensorFlow threads per worker process; runners start one process per core (1; 0: all cores)",
+    )
+    p.add_argument(
         "--runner",
         default="DirectRunner",
         choices=RUNNERS,
@@ -71,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         align=_dataclass_from(AlignOptions, args),
         shards=_dataclass_from(ShardOptions, args, shuffle=True),
         crops=args.crops,
+        detector_threads=args.detector_threads,
     )
     pipeline_args = [f"--{name}={getattr(args, name)}" for name in BEAM_FLAGS] + list(args.pipeline_args or [])
     result = prepare(args.data_dir, args.target_dir, options, pipeline_args)
