@@ -408,6 +408,8 @@ def build_pipeline(pipeline, data_dir: str, target_dir: str, options: PrepareOpt
     if not photos:
         raise FaceDancerError(f"--data_dir {data_dir} holds no files")
     flat_name = None if any("/" in r for r in photos) else PurePosixPath(data_dir.rstrip("/")).name
+    if _is_local(target_dir):
+        Path(target_dir).mkdir(parents=True, exist_ok=True)
     known = previous_skips(target_dir, options.align)
     listing = _join(target_dir, _listing_name(shard_options.data_name))
     lines = (json.dumps({"relative": r, "skip": known.get(_join(data_dir, r))}) for r in photos)
@@ -489,8 +491,6 @@ def prepare(
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
     data_dir, target_dir = str(data_dir), str(target_dir)
-    if _is_local(target_dir):
-        Path(target_dir).mkdir(parents=True, exist_ok=True)
     pipeline_options = PipelineOptions(pipeline_args or [])
     standard = pipeline_options.view_as(StandardOptions)
     if standard.runner in (None, "DirectRunner"):

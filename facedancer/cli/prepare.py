@@ -73,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
     from facedancer.prepare import PrepareOptions, prepare
     from facedancer.shards import ShardOptions
 
+    if not getattr(args, "verbose", False):
+        logging.getLogger("apache_beam").setLevel(logging.WARNING)  # its import and runner chatter
     options = PrepareOptions(
         align=_dataclass_from(AlignOptions, args),
         shards=_dataclass_from(ShardOptions, args, shuffle=True),
