@@ -146,7 +146,7 @@ def test_rerun_resumes_and_replaces_an_older_set(tree, prepared, reference, tmp_
     # attempt then finds the crop (already done) and its counters alone are reported. Skips come from the report.
     result = prepare(tree, out, PrepareOptions(ALIGN, SHARD), ["--direct_runner_bundle_repeat=1"])
     expected = {"images": 9, "already_done": 5, "unreadable": 2, "too_small": 1, "no_face": 1}
-    assert result.counters == expected
+    assert {k: v for k, v in result.counters.items() if v} == expected  # the replay registers faces, processed at 0
     assert {k: v for k, v in result.index["align"]["counts"].items() if v} == expected
     assert _records(out) == _records(reference / "shards")  # each record once, the older set gone
     assert sorted(p.name for p in out.glob("*.records")) == sorted(p.name for p in prepared[0].glob("*.records"))
