@@ -407,7 +407,8 @@ def build_pipeline(pipeline, data_dir: str, target_dir: str, options: PrepareOpt
     photos = list_photos(data_dir, target_dir)
     if not photos:
         raise FaceDancerError(f"--data_dir {data_dir} holds no files")
-    flat_name = None if any("/" in r for r in photos) else PurePosixPath(data_dir.rstrip("/")).name
+    folder_name = Path(data_dir).resolve().name if _is_local(data_dir) else PurePosixPath(data_dir.rstrip("/")).name
+    flat_name = None if any("/" in r for r in photos) else folder_name  # a flat folder is one identity
     if _is_local(target_dir):
         Path(target_dir).mkdir(parents=True, exist_ok=True)
     known = previous_skips(target_dir, options.align)
