@@ -178,3 +178,30 @@ def test_unknown_flags_are_usage_errors_outside_prepare():
     assert exc.value.code == 2
     args = parse_args(["prepare", "--data_dir", "a", "--target_dir", "b", "--direct_num_workers", "2"])
     assert args.pipeline_args == ["--direct_num_workers", "2"] and args.runner == "DirectRunner"
+
+
+def test_faces_all_in_a_flat_folder_names_and_resumes_as_align(photos, detector, tmp_path):
+    import cv2
+
+    from facedancer.prepare import PrepareOptions, prepare
+
+    group = np.full((620, 900, 3), 200, np.uint8)
+    group[20:588, 10:465] = cv2.resize(read_image(photos / "obama.jpg"), (455, 568))
+    group[15:605, 600:860] = cv2.resize(read_image(photos / "biden.jpg"), (260, 590))
+    data = tmp_path / "people"
+    data.mkdir()
+    Image.fromarray(group).save(data / "group.png")
+    shutil.copy(photos / "obama3.jpg", data / "solo.jpg")
+    options = AlignOptions(faces="all", min_size=64, im_size=96)
+    align_dataset(data, tmp_path / "aligned", options, detector=detector, progress=False)
+    expected = {p.name: p.read_bytes() for p in (tmp_path / "aligned").glob("*.png")}
+    assert sorted(expected) == ["group_0.png", "group_1.png", "solo_0.png"]
+
+    out = tmp_path / "out"
+    for run in range(2):  # the second run reads all three crops back
+        result = prepare(data, out, PrepareOptions(options, ShardOptions(data_name="faces")))
+        assert {p.name: p.read_bytes() for p in (out / "aligned").glob("*.png")} == expected
+        records = _records(out)["train"]
+        assert sorted((r[0], r[1], r[2]) for r in records) == [(n, "people", 0) for n in sorted(expected)]
+        assert result.counters.get("already_done", 0) == (2 if run else 0)
+        assert result.counters.get("faces", 0) == (0 if run else 3)
