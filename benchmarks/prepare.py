@@ -3,7 +3,8 @@
 
 Each pipeline run pays a fixed start-up (worker processes importing TensorFlow and loading the detector), so
 every configuration runs twice, on a small and a large tree, and the marginal rate (extra images / extra
-seconds) is what scales to millions of photos. Photos: real portraits at 640x480 (benchmarks/crop_align.py).
+seconds) is what scales to millions of photos. The workers' CPU seconds per photo (from the reaped worker
+processes) are printed too: unlike wall time, they hold up when other jobs share the machine. Photos: real portraits at 640x480 (benchmarks/crop_align.py).
 
     python benchmarks/prepare.py                   # 48 images (and 8 for the start-up), 1 and 2 workers
     python benchmarks/prepare.py --images 96 --workers 1 2 4
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -39,8 +41,14 @@ def one_machine(data: Path, out: Path, detector) -> float:
     return time.perf_counter() - start
 
 
-def pipeline(data: Path, out: Path, workers: int) -> float:
-    """Seconds for one `prepare` run with the DirectRunner on `workers` processes (start-up included)."""
+def children_cpu() -> float:
+    """CPU seconds of finished child processes (the DirectRunner's workers, once it has reaped them)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def pipeline(data: Path, out: Path, workers: int) -> tuple[float, float]:
+    """(wall seconds, workers' CPU seconds) of one `prepare` run with the DirectRunner on `workers` processes."""
     from facedancer.align_dataset import AlignOptions
     from facedancer.prepare import PrepareOptions, prepare
     from facedancer.shards import ShardOptions
@@ -48,11 +56,11 @@ def pipeline(data: Path, out: Path, workers: int) -> float:
     shutil.rmtree(out, ignore_errors=True)
     args = [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
     options = PrepareOptions(AlignOptions(min_size=32), ShardOptions(data_name="bench"))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), children_cpu()
     result = prepare(data, out, options, args)
     elapsed = time.perf_counter() - start
     assert result.counters.get("faces") == len(list(data.rglob("*.jpg"))), result.counters
-    return elapsed
+    return elapsed, children_cpu() - cpu
 
 
 def main() -> None:
@@ -84,14 +92,18 @@ def main() -> None:
         print(
             f"crop_align + shard, 1 process: {args.images / base[args.images]:.1f} images/s (marginal {base_rate:.1f})"
         )
-        rates = {}
+        rates, cpu_per_photo = {}, {}
         for workers in args.workers:
-            times = {n: pipeline(trees[n], out, workers) for n in trees}
+            runs = {n: pipeline(trees[n], out, workers) for n in trees}
+            times = {n: wall for n, (wall, _) in runs.items()}
             rates[workers] = (args.images - args.small) / (times[args.images] - times[args.small])
             startup = times[args.small] - args.small / rates[workers]
+            cpu_per_photo[workers] = (runs[args.images][1] - runs[args.small][1]) / (args.images - args.small)
+            cpu_startup = (runs[args.small][1] - args.small * cpu_per_photo[workers]) / workers
             print(
                 f"prepare, DirectRunner, {workers} worker(s): {args.images / times[args.images]:.1f} images/s with "
-                f"start-up; marginal {rates[workers]:.1f} images/s; start-up ≈ {startup:.0f} s"
+                f"start-up; marginal {rates[workers]:.1f} images/s; start-up ≈ {startup:.0f} s; worker CPU "
+                f"{cpu_per_photo[workers] * 1000:.0f} ms per photo, {cpu_startup:.1f} CPU-s start-up per process"
             )
     first = min(rates)
     for workers in rates:
@@ -108,6 +120,11 @@ def main() -> None:
     for n in args.project:
         rate = per_worker * n * (efficiency if n > first else 1.0)
         print(f"  {n:4d} workers: {VGGFACE2_PHOTOS / rate / 3600:7.2f} h")
+    # Wall-clock rates fall with other load on the machine; CPU seconds per photo do not (much).
+    cpu = cpu_per_photo[first]
+    print(f"projection from worker CPU time ({cpu * 1000:.0f} ms per photo; one worker = one busy core):")
+    for n in args.project:
+        print(f"  {n:4d} workers: {VGGFACE2_PHOTOS * cpu / n / 3600:7.2f} h")
 
 
 if __name__ == "__main__":
