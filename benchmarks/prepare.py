@@ -4,7 +4,8 @@
 Each pipeline run pays a fixed start-up (worker processes importing TensorFlow and loading the detector), so
 every configuration runs twice, on a small and a large tree, and the marginal rate (extra images / extra
 seconds) is what scales to millions of photos. The workers' CPU seconds per photo (from the reaped worker
-processes) are printed too: unlike wall time, they hold up when other jobs share the machine. Photos: real portraits at 640x480 (benchmarks/crop_align.py).
+processes) are printed too: unlike wall time, they hold up when other jobs share the machine.
+Photos: real portraits at 640x480 (benchmarks/crop_align.py).
 
     python benchmarks/prepare.py                   # 48 images (and 8 for the start-up), 1 and 2 workers
     python benchmarks/prepare.py --images 96 --workers 1 2 4
@@ -106,20 +107,23 @@ def main() -> None:
                 f"{cpu_per_photo[workers] * 1000:.0f} ms per photo, {cpu_startup:.1f} CPU-s start-up per process"
             )
     first = min(rates)
-    for workers in rates:
-        if workers != first:
-            print(f"scaling {first} -> {workers} workers: {rates[workers] / rates[first]:.2f}x")
-    others = [rates[w] / rates[first] / (w / first) for w in rates if w != first]
-    efficiency = min([1.0, *others])
-    per_worker = rates[first] / first
-    print(
-        f"projection for {VGGFACE2_PHOTOS / 1e6:.1f} M photos at {per_worker:.1f} images/s per worker "
-        f"(one worker = one process on one core here), scaling efficiency {efficiency:.2f}:"
-    )
-    print(f"  crop_align + shard on one machine like this one: {VGGFACE2_PHOTOS / base_rate / 3600:.1f} h")
-    for n in args.project:
-        rate = per_worker * n * (efficiency if n > first else 1.0)
-        print(f"  {n:4d} workers: {VGGFACE2_PHOTOS / rate / 3600:7.2f} h")
+    print(f"crop_align + shard on one machine like this one, 3.3 M photos: {VGGFACE2_PHOTOS / base_rate / 3600:.1f} h")
+    if min(rates.values()) <= 0:
+        print("wall-clock marginal rates are noise (the small run took longer than the large): machine too busy")
+    else:
+        for workers in rates:
+            if workers != first:
+                print(f"scaling {first} -> {workers} workers: {rates[workers] / rates[first]:.2f}x")
+        others = [rates[w] / rates[first] / (w / first) for w in rates if w != first]
+        efficiency = min([1.0, *others])
+        per_worker = rates[first] / first
+        print(
+            f"projection for {VGGFACE2_PHOTOS / 1e6:.1f} M photos at {per_worker:.1f} images/s per worker "
+            f"(one worker = one process on one core here), scaling efficiency {efficiency:.2f}:"
+        )
+        for n in args.project:
+            rate = per_worker * n * (efficiency if n > first else 1.0)
+            print(f"  {n:4d} workers: {VGGFACE2_PHOTOS / rate / 3600:7.2f} h")
     # Wall-clock rates fall with other load on the machine; CPU seconds per photo do not (much).
     cpu = cpu_per_photo[first]
     print(f"projection from worker CPU time ({cpu * 1000:.0f} ms per photo; one worker = one busy core):")
