@@ -7,6 +7,7 @@ run resumes by skipping crops that already exist.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import os
@@ -161,6 +162,34 @@ def _select(faces: list, mode: str) -> list:
     return faces
 
 
+@dataclass(frozen=True)
+class PhotoOutcome:
+    """What one decoded photo gives: its aligned crops in output order, or the reason it is skipped."""
+
+    crops: list = field(default_factory=list)  # HxWx3 uint8 crops
+    reason: str = ""  # "" when aligned; else no-face, multi-face, too-small
+    detail: str = ""
+
+
+def align_photo(image, detector, options: AlignOptions) -> PhotoOutcome:
+    """Detect, select and align the faces of one photo (shared by `align` and the Beam `prepare` pipeline)."""
+    faces = detector.detect(image, score=options.score, max_side=options.max_side)
+    if not faces:
+        return PhotoOutcome(reason="no-face")
+    if options.faces == "skip-multi" and len(faces) > 1:
+        return PhotoOutcome(reason="multi-face", detail=f"{len(faces)} faces")
+    chosen = [f for f in _select(faces, options.faces) if f.size >= options.min_size]
+    if not chosen:
+        detail = f"largest face {faces[0].size:.0f}px < --min_size {options.min_size}"
+        return PhotoOutcome(reason="too-small", detail=detail)
+    return PhotoOutcome(crops=[align(image, f.landmarks, options.im_size, options.shrink_factor)[0] for f in chosen])
+
+
+def unreadable_detail(exc: Exception) -> str:
+    """The skip report's detail for a file that does not decode (the message without the path)."""
+    return str(exc).split(": ", 1)[-1]
+
+
 def align_dataset(
     data_dir: str | Path, target_dir: str | Path, options: AlignOptions, detector=None, progress: bool = True
 ) -> AlignSummary:
@@ -215,26 +244,21 @@ def align_dataset(
         try:
             image = future.result()
         except ImageReadError as exc:
-            summary.skip(path, "unreadable", str(exc).split(": ", 1)[-1])
+            summary.skip(path, "unreadable", unreadable_detail(exc))
             bar.update()
             continue
         summary.processed += 1
-        faces = detector.detect(image, score=options.score, max_side=options.max_side)
-        if not faces:
-            summary.skip(path, "no-face")
-        elif options.faces == "skip-multi" and len(faces) > 1:
-            summary.skip(path, "multi-face", f"{len(faces)} faces")
+        outcome = align_photo(image, detector, options)
+        if outcome.reason:
+            summary.skip(path, outcome.reason, outcome.detail)
         else:
-            chosen = [f for f in _select(faces, options.faces) if f.size >= options.min_size]
-            if not chosen:
-                summary.skip(path, "too-small", f"largest face {faces[0].size:.0f}px < --min_size {options.min_size}")
-            else:
-                for out, face in zip(
-                    output_paths(target_dir, names[str(relative)], len(chosen), options.faces), chosen, strict=True
-                ):
-                    crop, _ = align(image, face.landmarks, options.im_size, options.shrink_factor)
-                    write_image(out, crop)
-                    written.add(out)
+            for out, crop in zip(
+                output_paths(target_dir, names[str(relative)], len(outcome.crops), options.faces),
+                outcome.crops,
+                strict=True,
+            ):
+                write_image(out, crop)
+                written.add(out)
         bar.update()
         summary.written = len(written)
         bar.set_postfix(written=summary.written, skipped=len(summary.skipped), refresh=False)
@@ -246,10 +270,18 @@ def align_dataset(
 
 def previous_skips(target_dir: Path, options: AlignOptions) -> dict[str, dict]:
     """Files the last run over target_dir skipped, if it ran with the same options (so resume skips them)."""
-    path = target_dir / REPORT_JSON
     try:
-        report = json.loads(path.read_text())
-    except (OSError, ValueError):
+        text = (target_dir / REPORT_JSON).read_text()
+    except OSError:
+        return {}
+    return skips_in_report(text, options)
+
+
+def skips_in_report(text: str, options: AlignOptions) -> dict[str, dict]:
+    """{path: entry} of a skip report's text, if written with the same options (else {}: nothing to reuse)."""
+    try:
+        report = json.loads(text)
+    except ValueError:
         return {}
     same = {k: v for k, v in asdict(options).items() if k != "workers"}
     if {k: v for k, v in report.get("options", {}).items() if k != "workers"} != same:
@@ -257,15 +289,22 @@ def previous_skips(target_dir: Path, options: AlignOptions) -> dict[str, dict]:
     return {entry["path"]: entry for entry in report.get("skipped", [])}
 
 
+def report_texts(summary: AlignSummary, options: AlignOptions, renamed: dict[str, str] | None = None) -> dict[str, str]:
+    """{file name: text} of the skip report: `crop_align_report.json` (options, counts, skipped files, photos
+    whose crop name keeps the extension) and `crop_align_skipped.csv`."""
+    report = {"options": asdict(options), "counts": summary.counts(), "skipped": summary.skipped}
+    report["renamed"] = renamed or {}
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=["path", "reason", "detail"])
+    writer.writeheader()
+    writer.writerows(summary.skipped)
+    return {REPORT_JSON: json.dumps(report, indent=2), REPORT_CSV: table.getvalue()}
+
+
 def write_report(
     target_dir: Path, summary: AlignSummary, options: AlignOptions, renamed: dict[str, str] | None = None
 ) -> None:
-    """`crop_align_report.json` (options, counts, skipped files, photos whose crop name keeps the extension)
-    and `crop_align_skipped.csv` beside the crops."""
-    report = {"options": asdict(options), "counts": summary.counts(), "skipped": summary.skipped}
-    report["renamed"] = renamed or {}
-    write_text_atomic(target_dir / REPORT_JSON, json.dumps(report, indent=2))
-    with atomic_path(target_dir / REPORT_CSV) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["path", "reason", "detail"])
-        writer.writeheader()
-        writer.writerows(summary.skipped)
+    """The skip report (see report_texts) beside the crops."""
+    for name, text in report_texts(summary, options, renamed).items():
+        with atomic_path(target_dir / name) as tmp, open(tmp, "w", newline="") as f:
+            f.write(text)

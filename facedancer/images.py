@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import warnings
 from pathlib import Path
@@ -55,16 +56,20 @@ def _too_large(path: Path, pixels: int) -> ImageReadError:
     )
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """An HxWx3 uint8 RGB array, upright as the camera's EXIF orientation says."""
+def read_image(path: str | Path, data: bytes | None = None) -> np.ndarray:
+    """An HxWx3 uint8 RGB array, upright as the camera's EXIF orientation says.
+
+    `data`: the file's bytes when the caller has read them already (a remote filesystem); `path` then only
+    names the file in errors.
+    """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    path = Path(path)
+    path = Path(path) if data is None else path
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             Image.MAX_IMAGE_PIXELS = _max_pixels  # Pillow raises only above twice this; we refuse above it
-            with Image.open(path) as image:
+            with Image.open(path if data is None else io.BytesIO(data)) as image:
                 if image.size[0] * image.size[1] > _max_pixels:
                     raise _too_large(path, image.size[0] * image.size[1])
                 image.load()
@@ -83,10 +88,20 @@ def read_image(path: str | Path) -> np.ndarray:
         raise ImageReadError(f"{path}: unreadable image ({exc})") from exc
 
 
-def write_image(path: str | Path, image: np.ndarray) -> None:
-    """Write an RGB uint8 image (format from the suffix) under a temporary name, then rename it."""
+def encode_image(image: np.ndarray, suffix: str = ".png") -> bytes:
+    """The bytes `write_image` writes for this suffix (so a pipeline that stores bytes stores the same file)."""
     from PIL import Image
 
-    extra = {"quality": 95} if Path(path).suffix.lower() in (".jpg", ".jpeg") else {}
+    extra = {"quality": 95} if suffix.lower() in (".jpg", ".jpeg") else {}
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(
+        buffer, format=Image.registered_extensions()[suffix.lower()], **extra
+    )
+    return buffer.getvalue()
+
+
+def write_image(path: str | Path, image: np.ndarray) -> None:
+    """Write an RGB uint8 image (format from the suffix) under a temporary name, then rename it."""
+    data = encode_image(image, Path(path).suffix)
     with atomic_path(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(image)).save(tmp, **extra)
+        tmp.write_bytes(data)

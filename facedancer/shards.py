@@ -86,6 +86,38 @@ def list_identities(data_dir: Path) -> list[tuple[str, list[Path]]]:
     return [(d.name, images_in(d)) for d in subdirs]
 
 
+def identity_of(relative: str, flat_name: str | None) -> str | None:
+    """The identity of a file at `relative` (POSIX) below a dataset folder, by list_identities' rule: its
+    first folder; `flat_name` (the folder's own name) when the dataset has no subfolders; None for a file
+    directly in a folder that has identity subfolders (ignored)."""
+    parts = relative.split("/")
+    if any(part.startswith(".") for part in parts):
+        return None
+    if flat_name is not None:
+        return flat_name
+    return parts[0] if len(parts) > 1 else None
+
+
+def label_map(identities) -> dict[str, int]:
+    """{identity: label}: labels number the identities in sorted order, as the subfolders are listed."""
+    return {name: label for label, name in enumerate(sorted(identities))}
+
+
+def index_document(
+    data_dir: str, options: ShardOptions, labels: dict, splits: dict, skipped: list, converted: list | None = None
+) -> dict:
+    """`NAME_index.json`: where the data came from, the options, the label map, per-split counts, skipped files,
+    images packed as PNG because TensorFlow does not decode their format."""
+    return {
+        "data_dir": data_dir,
+        "options": {k: v for k, v in vars(options).items() if k != "overwrite"},
+        "labels": labels,
+        "splits": splits,
+        "skipped": skipped,
+        "converted": converted or [],
+    }
+
+
 def encode_example(image_bytes: bytes, label: int, identity: str, relative: str) -> bytes:
     import tensorflow as tf
 
@@ -146,7 +178,7 @@ class ShardReport:
     converted: list[dict] = field(default_factory=list)
 
 
-def _split_identities(identities: list[str], fraction: float, rng: random.Random) -> set[str]:
+def split_identities(identities: list[str], fraction: float, rng: random.Random) -> set[str]:
     """Identities that go to validation: round(fraction * n), at least one when fraction > 0 and n > 1."""
     if fraction <= 0 or len(identities) < 2:
         if fraction > 0:
@@ -234,11 +266,16 @@ def _write_split(
                 entry["count"] += 1
                 bar.update()
         shards[name] = len(chunk)
+    return split_summary(options.data_name, data_type, shards, identities)
+
+
+def split_summary(data_name: str, data_type: str, shards: dict[str, int], identities: dict[str, dict]) -> dict:
+    """One split's entry in the index: {shard file: records}, {identity: {label, count}}, totals, the glob."""
     return {
-        "images": len(valid),
+        "images": sum(shards.values()),
         "shards": shards,
         "identities": identities,
-        "glob": shard_glob(options.data_name, data_type),
+        "glob": shard_glob(data_name, data_type),
     }
 
 
@@ -261,7 +298,7 @@ def write_shards(
     if not samples:
         raise FaceDancerError(f"--data_dir {data_dir} holds no images")
     rng = random.Random(options.seed)
-    val_ids = _split_identities([name for name, _ in identities], options.val_fraction, rng)
+    val_ids = split_identities([name for name, _ in identities], options.val_fraction, rng)
     if options.shuffle:
         rng.shuffle(samples)
     splits = {options.data_type: [s for s in samples if s.identity not in val_ids]}
@@ -275,14 +312,8 @@ def write_shards(
         with tqdm(total=len(samples), unit="img", desc="sharding", disable=not progress) as bar:
             for data_type, split in splits.items():
                 report.splits[data_type] = _write_split(split, target_dir, options, data_type, report, bar, written)
-        index = {
-            "data_dir": str(data_dir),
-            "options": {k: v for k, v in vars(options).items() if k != "overwrite"},
-            "labels": {name: label for label, (name, _) in enumerate(identities)},
-            "splits": report.splits,
-            "skipped": report.skipped,
-            "converted": report.converted,
-        }
+        labels = {name: label for label, (name, _) in enumerate(identities)}
+        index = index_document(str(data_dir), options, labels, report.splits, report.skipped, report.converted)
         write_text_atomic(target_dir / index_name(options.data_name), json.dumps(index, indent=2))
     except BaseException:  # failed or interrupted: no half set under final names
         for path in written:
@@ -319,20 +350,24 @@ def check_framing(path: str | Path) -> int:
     Cheap enough to run on every shard before training, so a truncated file is named up front.
     """
     path = Path(path)
-    count = 0
-    size = path.stat().st_size
     with open(path, "rb") as f:
-        offset = 0
-        while offset < size:
-            header = f.read(12)
-            if len(header) < 12:
-                raise ShardError(f"{path}: truncated shard (record {count} header cut off); re-create it")
-            (length,) = struct.unpack("<Q", header[:8])
-            offset += 12 + length + 4
-            if offset > size:
-                raise ShardError(f"{path}: truncated shard (record {count} cut off); re-create it")
-            f.seek(offset)
-            count += 1
+        return count_framed_records(f, path.stat().st_size, str(path))
+
+
+def count_framed_records(f, size: int, name: str) -> int:
+    """check_framing on an open binary file of `size` bytes (any filesystem); `name` names it in errors."""
+    count = 0
+    offset = 0
+    while offset < size:
+        header = f.read(12)
+        if len(header) < 12:
+            raise ShardError(f"{name}: truncated shard (record {count} header cut off); re-create it")
+        (length,) = struct.unpack("<Q", header[:8])
+        offset += 12 + length + 4
+        if offset > size:
+            raise ShardError(f"{name}: truncated shard (record {count} cut off); re-create it")
+        f.seek(offset)
+        count += 1
     return count
 
 

@@ -27,6 +27,15 @@ def add_parser(sub) -> None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data_dir", required=True, help="input tree DATASET/identity/image (a flat folder works too)")
     p.add_argument("--target_dir", required=True, help="output folder for the aligned PNG crops and the report")
+    add_align_flags(p)
+    p.add_argument(
+        "--workers", type=types.POSITIVE_INT, default=2, help="threads decoding photos ahead of detection (2)"
+    )
+    add_device_flag(p)
+
+
+def add_align_flags(p: argparse.ArgumentParser) -> None:
+    """The crop and detection flags (`align` and `prepare` take the same ones)."""
     p.add_argument(
         "--im_size", type=types.int_at_least(16), default=256, help="side of the aligned square crop in pixels (256)"
     )
@@ -61,11 +70,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=640,
         help="detect on a copy downscaled so its longer side is at most this (640; 0: full size)",
     )
-    p.add_argument(
-        "--workers", type=types.POSITIVE_INT, default=2, help="threads decoding photos ahead of detection (2)"
-    )
     add_max_pixels_flag(p)
-    add_device_flag(p)
 
 
 def run(args: argparse.Namespace) -> int:

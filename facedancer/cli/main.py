@@ -13,10 +13,10 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from facedancer.cli import align, demo, evaluate, ifsr_margins, info, serve, shard, swap, train
+from facedancer.cli import align, demo, evaluate, ifsr_margins, info, prepare, serve, shard, swap, train
 from facedancer.cli.common import apply_device, apply_max_pixels
 
-SUBCOMMANDS = (demo, info, align, shard, train, ifsr_margins, swap, serve, evaluate)
+SUBCOMMANDS = (demo, info, align, shard, prepare, train, ifsr_margins, swap, serve, evaluate)
 EXIT_USER_ERROR = 1
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 128 + signal.SIGTERM
@@ -127,8 +127,18 @@ def quiet_tensorflow_import() -> None:
         os.close(devnull)
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line; flags unknown to a command that takes pipeline options (prepare) go to it."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "pipeline_args_allowed", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.pipeline_args = unknown
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     args.explicit = explicit_options(argv)
     setup_logging(args.verbose)
     apply_device(args)

@@ -29,29 +29,14 @@ def add_parser(sub) -> None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data_dir", help="aligned faces: DATASET/identity/images (a flat folder is one identity)")
     p.add_argument("--target_dir", help="output folder for the shards and the index")
-    p.add_argument("--data_name", default="dataset", help="file name prefix NAME (dataset)")
-    p.add_argument("--data_type", default="train", help="split name TYPE in the file names (train)")
-    p.add_argument(
-        "--images_per_shard",
-        "--num_shards",
-        dest="images_per_shard",
-        type=types.POSITIVE_INT,
-        default=1000,
-        help="images per shard file (1000); --num_shards is the original's name for it",
-    )
+    add_naming_flags(p)
     p.add_argument(
         "--shuffle",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="shuffle images across shards (default on; --no-shuffle keeps folder order)",
     )
-    p.add_argument(
-        "--val_fraction",
-        type=types.float_in(0.0, 1.0, high_open=True),
-        default=0.0,
-        help="share of identities written as a separate NAME_val_* split (0)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed for shuffling and the validation split (0)")
+    add_split_flags(p)
     p.add_argument("--workers", type=types.POSITIVE_INT, default=2, help="threads validating images (2)")
     p.add_argument(
         "--overwrite",
@@ -70,6 +55,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="with --verify: accept sets without an index (shards written by the original code)",
     )
     add_max_pixels_flag(p)
+
+
+def add_naming_flags(p: argparse.ArgumentParser) -> None:
+    """Shard file names and sizes (`shard` and `prepare` take the same ones)."""
+    p.add_argument("--data_name", default="dataset", help="file name prefix NAME (dataset)")
+    p.add_argument("--data_type", default="train", help="split name TYPE in the file names (train)")
+    p.add_argument(
+        "--images_per_shard",
+        "--num_shards",
+        dest="images_per_shard",
+        type=types.POSITIVE_INT,
+        default=1000,
+        help="images per shard file (1000); --num_shards is the original's name for it",
+    )
+
+
+def add_split_flags(p: argparse.ArgumentParser) -> None:
+    """The validation split by identity (`shard` and `prepare`)."""
+    p.add_argument(
+        "--val_fraction",
+        type=types.float_in(0.0, 1.0, high_open=True),
+        default=0.0,
+        help="share of identities written as a separate NAME_val_* split (0)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed for shuffling and the validation split (0)")
 
 
 def run(args: argparse.Namespace) -> int:
