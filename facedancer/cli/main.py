@@ -106,8 +106,8 @@ def explicit_options(argv: Sequence[str] | None) -> set[str]:
             elif action.dest != "help":
                 action.default = argparse.SUPPRESS
         current._defaults.clear()
-    given = vars(parser.parse_args(list(sys.argv[1:] if argv is None else argv)))
-    return set(given) - {"command"}
+    given, _ = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))  # pipeline flags: prepare's
+    return set(vars(given)) - {"command"}
 
 
 def quiet_tensorflow_import() -> None:
