@@ -85,14 +85,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def verify(pattern: str) -> int:
-    from tqdm import tqdm
-
     from facedancer.data import resolve_shards
+    from facedancer.progress import bar as progress_bar
     from facedancer.shards import ShardError, verify_shard
 
     files = resolve_shards(pattern)
     damaged, records = [], 0
-    for path in tqdm(files, unit="shard", desc="verifying"):
+    for path in progress_bar(files, unit="shard", desc="verifying"):
         try:
             records += verify_shard(path)["records"]
         except ShardError as exc:

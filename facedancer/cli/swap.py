@@ -191,15 +191,14 @@ def swap_image_file(swapper, target: Path, output: Path) -> int:
 
 
 def swap_folder(swapper, folder: Path, output: Path) -> int:
-    from tqdm import tqdm
-
     from facedancer.images import ImageReadError, read_image, write_image
+    from facedancer.progress import bar as progress_bar
 
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise FaceDancerError(f"{folder} holds no images")
     failed = 0
-    for path in tqdm(files, unit="img", desc="swapping"):
+    for path in progress_bar(files, unit="img", desc="swapping"):
         try:
             image = read_image(path)
         except ImageReadError as exc:

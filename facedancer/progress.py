@@ -1,0 +1,56 @@
+"""Progress on long work: one log line per stage as it starts and ends, and bars for the long stages.
+
+`--quiet` (see `facedancer.cli.main`) switches every bar off through `set_quiet`; library callers that pass
+`progress=False` switch off their own bar. Bars write to stderr, like the log, so stdout stays parseable.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+log = logging.getLogger("facedancer")
+
+_quiet = False
+
+
+def set_quiet(quiet: bool) -> None:
+    """Process-wide: no progress bars (the command line's --quiet)."""
+    global _quiet
+    _quiet = bool(quiet)
+
+
+def is_quiet() -> bool:
+    return _quiet
+
+
+def bar(iterable=None, total: int | None = None, desc: str = "", unit: str = "it", enabled: bool = True, **kwargs):
+    """A tqdm bar on stderr (over `iterable`, or updated by hand), off when the caller asks or the process is quiet."""
+    from tqdm import tqdm
+
+    return tqdm(
+        iterable, total=total, desc=desc, unit=unit, disable=_quiet or not enabled, dynamic_ncols=True, **kwargs
+    )
+
+
+class Stage:
+    """What a `stage` block yields: its name, and its duration once the block has ended."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.seconds: float | None = None
+        self.note = ""
+
+
+@contextmanager
+def stage(name: str, logger: logging.Logger | None = None) -> Iterator[Stage]:
+    """Log `name …` on entry and `name done in X s` (plus `note`) on a normal exit; the block may set `.note`."""
+    logger = logger or log
+    record = Stage(name)
+    logger.info("%s …", name)
+    start = time.perf_counter()
+    yield record
+    record.seconds = time.perf_counter() - start
+    logger.info("%s done in %.1f s%s", name, record.seconds, f" ({record.note})" if record.note else "")
