@@ -150,7 +150,7 @@ def run_demo(options: DemoOptions) -> Path:
     from facedancer.images import read_image, write_image
     from facedancer.legacy import save_legacy_h5
     from facedancer.models import load
-    from facedancer.progress import stage
+    from facedancer.progress import cpu_time, stage
     from facedancer.samples import moving_face_frames, write_video
     from facedancer.shards import ShardOptions, write_shards
     from facedancer.swap import FaceSwapper, SwapOptions
@@ -162,7 +162,7 @@ def run_demo(options: DemoOptions) -> Path:
     results = DemoResults(options=options, out=out)
 
     def finish(record, output: Path) -> None:
-        results.stages.append((record.name, record.seconds, output))
+        results.stages.append((record.name, record.seconds, record.cpu_seconds, output))
 
     with stage("demo 1/7 photos: real sample photos into raw/IDENTITY/", log) as s:
         chosen = _raw_dataset(_mk(out / "raw"))
@@ -219,14 +219,15 @@ def run_demo(options: DemoOptions) -> Path:
                 seed=options.seed,
             ),
         )
-        loop_start = time.perf_counter()
+        loop_start, loop_cpu = time.perf_counter(), cpu_time()
         results.losses = trainer.fit(dataset, eval_dataset, progress=show, seconds=budget)
         results.train_loop_seconds = time.perf_counter() - loop_start
+        results.train_loop_cpu_seconds = cpu_time() - loop_cpu
         results.steps_done = int(trainer.step.numpy())
         results.exported = trainer.export()[0]
         batch = [t.numpy() for t in next(iter(dataset))][:2]
         write_image(out / "training_grid.png", (trainer.preview(*batch)[0] * 255).astype(np.uint8))
-        s.note = f"{results.steps_done} steps"
+        s.note = f"{results.steps_done} step(s) in {results.train_loop_seconds:.1f} s"
     finish(s, run_dir)
 
     with stage("demo 5/7 swap: a generated video with sound, swapped with the trained generator", log) as s:
@@ -267,6 +268,6 @@ def run_demo(options: DemoOptions) -> Path:
         results.loss_curves = loss_curves(run_dir / "logs" / "train", out / "loss_curves")
         results.frame_strip = frame_strip(target_video, swapped_video, out / "frame_strip.png")
         report = out / "report.html"
-        results.stages.append(("report", None, report))
+        results.stages.append(("demo 7/7 report: this page, loss curves, frame strip", None, None, report))
         write_report(results, report)
     return report

@@ -34,7 +34,7 @@ class DemoResults:
 
     options: object
     out: Path
-    stages: list[tuple[str, float | None, Path]] = field(default_factory=list)
+    stages: list[tuple[str, float | None, float | None, Path]] = field(default_factory=list)
     chosen: dict = field(default_factory=dict)
     align_counts: dict = field(default_factory=dict)
     arcface: Path | None = None
@@ -43,6 +43,7 @@ class DemoResults:
     losses: dict = field(default_factory=dict)
     steps_done: int = 0
     train_loop_seconds: float = 0.0
+    train_loop_cpu_seconds: float = 0.0
     exported: Path | None = None
     target_video: Path | None = None
     swapped_video: Path | None = None
@@ -96,15 +97,19 @@ def _value(v) -> str:
 
 def _stage_rows(r: DemoResults) -> str:
     rows = []
-    total = sum(seconds for _, seconds, _ in r.stages if seconds is not None)
-    for name, seconds, output in r.stages:
-        label = name.split(":")[0].replace("demo ", "")
+    total = sum(seconds for _, seconds, _, _ in r.stages if seconds is not None)
+    total_cpu = sum(cpu for _, _, cpu, _ in r.stages if cpu is not None)
+    for name, seconds, cpu, output in r.stages:
+        label, what = name.replace("demo ", "").split(": ", 1)
         rows.append(
             f"<tr><td>{html.escape(label)}</td><td class=num>{'' if seconds is None else f'{seconds:.1f}'}</td>"
+            f"<td class=num>{'' if cpu is None else f'{cpu:.1f}'}</td>"
             f'<td><a href="{_rel(output, r.out)}">{_rel(output, r.out)}</a></td>'
-            f"<td>{html.escape(name.split(': ', 1)[-1])}</td></tr>"
+            f"<td>{html.escape(what)}</td></tr>"
         )
-    rows.append(f"<tr><th>total</th><th class=num>{total:.1f}</th><td></td><td></td></tr>")
+    rows.append(
+        f"<tr><th>total</th><th class=num>{total:.1f}</th><th class=num>{total_cpu:.1f}</th><td></td><td></td></tr>"
+    )
     return "".join(rows)
 
 
@@ -175,7 +180,7 @@ code,pre{{background:#f4f4f4}}pre{{white-space:pre-wrap}}img{{max-width:100%}}
 .row{{display:flex;gap:16px;align-items:flex-start;flex-wrap:wrap}}
 .curves{{display:flex;flex-wrap:wrap;gap:8px}}figure{{margin:0}}</style></head><body>
 <h1>FaceDancer demo</h1>
-<p><b>Read this first:</b> this run trained a generator {budget}: {r.steps_done} steps at
+<p><b>Read this first:</b> this run trained a generator {budget}: {r.steps_done} step(s) at
 {o.image_size}×{o.image_size}, batch {o.batch_size}, on this machine's CPU from {r.align_counts.get("written", 0)}
 aligned photos. A few CPU steps cannot make a good face swapper: the swapped faces below are blurry blobs.
 What the demo shows is that every stage runs end to end and where its output is.
@@ -183,9 +188,12 @@ The identity encoder was {encoder_note}.</p>
 <p>To swap with real weights (a published FaceDancer generator and ArcFace-Res50.h5, see README "Model files
 you bring"), run:</p><pre>{html.escape(rerun)}</pre>
 <h2>Stages</h2>
-<table><tr><th>stage</th><th class=num>seconds</th><th>output</th><th>what it did</th></tr>{_stage_rows(r)}</table>
+<p>Wall-clock seconds, and CPU seconds of all threads (which a busy machine does not inflate).</p>
+<table><tr><th>stage</th><th class=num>seconds</th><th class=num>CPU s</th><th>output</th><th>what it did</th></tr>
+{_stage_rows(r)}</table>
 <h2>Training</h2>
-<p>{r.steps_done} steps in {r.train_loop_seconds:.1f} s ({rate:.2f} images/s, the first step's tracing included).
+<p>{r.steps_done} step(s) in {r.train_loop_seconds:.1f} s, {r.train_loop_cpu_seconds:.1f} CPU s
+({rate:.2f} images/s, the first step's tracing included).
 Curves read back from the TensorBoard event files; watch them live with
 <code>tensorboard --logdir {html.escape(str(r.run_dir / "logs"))}</code>.</p>
 <div class=curves>{curves}</div>

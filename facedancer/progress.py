@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import resource
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,16 +42,24 @@ class Stage:
     def __init__(self, name: str):
         self.name = name
         self.seconds: float | None = None
+        self.cpu_seconds: float | None = None
         self.note = ""
+
+
+def cpu_time() -> float:
+    """CPU seconds used so far by this process (all threads) and its finished children (ffmpeg)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 @contextmanager
 def stage(name: str, logger: logging.Logger | None = None) -> Iterator[Stage]:
-    """Log `name …` on entry and `name done in X s` (plus `note`) on a normal exit; the block may set `.note`."""
+    """Log `name …` on entry and `name done in X s` (plus `note`) on a normal exit; the block may set `.note`.
+    The record keeps the wall time and the CPU time (which, unlike wall time, a busy machine does not inflate)."""
     logger = logger or log
     record = Stage(name)
     logger.info("%s …", name)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_time()
     yield record
-    record.seconds = time.perf_counter() - start
+    record.seconds, record.cpu_seconds = time.perf_counter() - start, cpu_time() - cpu
     logger.info("%s done in %.1f s%s", name, record.seconds, f" ({record.note})" if record.note else "")
