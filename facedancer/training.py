@@ -415,6 +415,7 @@ class Trainer:
         preview_batch = [t.numpy() for t in next(plain)][:2]
         last: dict = {}
         t_last, s_last = time.perf_counter(), start
+        fit_start = t_last
         deadline = None if seconds is None else t_last + seconds
         if self._train_fn_calls == 0:
             log.info("tracing and optimizing the training step (the first step takes longest)")
@@ -482,6 +483,14 @@ class Trainer:
         step = int(self.step.numpy())
         if step > start and not (self.manager.latest_checkpoint or "").endswith(f"-{step}"):
             self.save()
+        elapsed = time.perf_counter() - fit_start
+        log.info(
+            "trained steps %d-%d in %.1f s (%.2f images/s)",
+            start + 1,
+            step,
+            elapsed,
+            (step - start) * o.batch_size / max(elapsed, 1e-9),
+        )
         return last
 
     @property

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from browser import artifact_dir, headless_chromium, wait_for
 
@@ -162,3 +163,46 @@ def test_scripts_accept_verbosity_flags_after_their_arguments(script, tmp_path):
     )
     assert "unrecognized arguments" not in result.stderr and result.returncode == 1, result.stderr[-2000:]
     assert "missing" in result.stderr
+
+
+def test_loss_curves_hold_the_logged_values(quick_demo):
+    from facedancer.summaries import read_scalars
+
+    out, _ = quick_demo
+    scalars = read_scalars(next((out / "runs").glob("*-demo")) / "logs" / "train")
+    text = (out / "report.html").read_text()
+    last_total = float(re.search(r"<td>g_total</td><td class=num>([-\d.]+)</td>", text).group(1))
+    assert scalars["Loss/G/total"][-1][1] == pytest.approx(last_total, abs=1e-4)
+    assert all(step >= 1 for step, _ in scalars["Loss/D/r1"])
+
+
+def test_demo_discriminator_takes_the_original_first_block_widths():
+    from facedancer.nn.discriminator import build_discriminator
+
+    light = build_discriminator(64, channels=(128, 256, 512, 512))
+    assert [light.get_layer(f"down{i}_conv2").filters for i in range(1, 5)] == [128, 256, 512, 512]
+
+    def multiply_adds(model) -> int:
+        convs = [layer for layer in model.layers if layer.__class__.__name__ == "Conv2D"]
+        return sum(int(np.prod(c.output.shape[1:3])) * int(np.prod(c.kernel.shape)) for c in convs)
+
+    assert multiply_adds(light) < multiply_adds(build_discriminator(64)) / 4
+    with pytest.raises(ValueError, match="4 blocks"):
+        build_discriminator(64, channels=(128, 256))
+
+
+@pytest.mark.parametrize(
+    ("isa", "native"), [(None, True), ("AVX2", False), ("avx512_core", False), ("AVX512_CORE_BF16", True)]
+)
+def test_onednn_isa_cap_turns_native_bf16_off(isa, native, monkeypatch, tmp_path):
+    """ONEDNN_MAX_CPU_ISA=AVX2 emulates an AVX2-only CPU: bf16 primitives cannot be created there."""
+    from facedancer.nn.precision import cpu_has_native_bf16
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16\n")
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    if isa is None:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    else:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa)
+    assert cpu_has_native_bf16(str(cpuinfo)) is native

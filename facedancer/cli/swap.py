@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from pathlib import Path
 
 from facedancer.cli.common import add_device_flag
@@ -155,8 +156,11 @@ def build_swapper(args: argparse.Namespace):
         precision=args.precision,
         rewrite_graph=not args.plain_graph,
     )
+    start = time.perf_counter()
+    log.info("loading the generator, the identity encoder and the face detector …")
     detector = RetinaFaceDetector(args.retina_path) if args.retina_path else default_detector()
     swapper = FaceSwapper(args.facedancer_path, args.arcface_path, detector, options)
+    log.info("models ready in %.1f s", time.perf_counter() - start)
     swapper.set_source(args.swap_source, aligned=not args.align_source)
     if args.select == "reference":
         if not args.reference_face:
