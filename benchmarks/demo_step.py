@@ -1,5 +1,6 @@
 """Where a demo training step's time goes: the demo's own settings (64², batch 4, the small ArcFace-layout
-stand-in, no VGG) timed with one part switched off at a time, and with TensorFlow's thread settings.
+stand-in, no VGG, the light discriminator) timed with one part changed at a time (the default-width
+discriminator, no cycle pass, no IFSR taps, XLA), and with TensorFlow's thread settings.
 
 Each variant is built in a fresh process (thread settings are fixed at TensorFlow's start). Run it on an
 AVX2-only CPU, or restrict oneDNN to AVX2:
@@ -23,7 +24,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's facedancer, not an installed one
 
 VARIANTS = {
-    "demo (all demo losses)": {},
+    "demo (all demo losses, light D)": {},
+    "default D widths (512 from 64² on)": {"d_channels": None},
     "no cycle pass (c_lambda 0)": {"c_lambda": 0.0},
     "no IFSR taps (ifsr_lambda 0)": {"ifsr_lambda": 0.0},
     "no cycle, no IFSR": {"c_lambda": 0.0, "ifsr_lambda": 0.0},

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import resource
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +36,29 @@ def bar(iterable=None, total: int | None = None, desc: str = "", unit: str = "it
     return tqdm(
         iterable, total=total, desc=desc, unit=unit, disable=_quiet or not enabled, dynamic_ncols=True, **kwargs
     )
+
+
+def keep_alive(progress, seconds: float | None = None):
+    """Redraw `progress` (a bar) from a thread every few seconds, so its elapsed time moves during one long step
+    (the first training step traces the graph for a minute on a small CPU); returns the function that stops it.
+    Every 2 s on a terminal, every 10 s into a log file."""
+    if getattr(progress, "disable", True):
+        return lambda: None
+    interval = seconds or (2.0 if sys.stderr.isatty() else 10.0)
+    stop = threading.Event()
+
+    def redraw() -> None:
+        while not stop.wait(interval):
+            progress.refresh()
+
+    thread = threading.Thread(target=redraw, name="progress-keep-alive", daemon=True)
+    thread.start()
+
+    def halt() -> None:
+        stop.set()
+        thread.join()
+
+    return halt
 
 
 class Stage:

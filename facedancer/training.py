@@ -394,6 +394,7 @@ class Trainer:
 
         from facedancer.distribute import is_multi_worker
         from facedancer.progress import bar as progress_bar
+        from facedancer.progress import keep_alive
         from facedancer.summaries import write_image, write_scalars
 
         o = self.options
@@ -426,6 +427,7 @@ class Trainer:
             desc="training" if deadline is None else f"training for {seconds / 60:.1f} min",
             enabled=progress,
         )
+        stop_redraw = keep_alive(bar)
         try:
             while int(self.step.numpy()) < o.max_steps and self._stop_signal is None:
                 out = train_fn(next(distributed))
@@ -477,6 +479,7 @@ class Trainer:
                     log.info("time budget of %.1f min spent at step %d", seconds / 60, step)
                     break
         finally:
+            stop_redraw()
             bar.close()
             for s, handler in previous.items():
                 signal.signal(s, handler)

@@ -206,3 +206,18 @@ def test_onednn_isa_cap_turns_native_bf16_off(isa, native, monkeypatch, tmp_path
     else:
         monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa)
     assert cpu_has_native_bf16(str(cpuinfo)) is native
+
+
+def test_keep_alive_redraws_a_bar_during_a_long_step():
+    import io
+    import time
+
+    from facedancer.progress import bar, keep_alive
+
+    stream = io.StringIO()
+    progress = bar(total=None, desc="long step", unit="step", file=stream)
+    stop = keep_alive(progress, seconds=0.05)
+    time.sleep(0.5)
+    stop()
+    progress.close()
+    assert stream.getvalue().count("long step") >= 4
