@@ -69,7 +69,7 @@ def bar_panels(panels: list[tuple[str, list[tuple[str, float, str]]]], title: st
     """One panel per unit: (panel title, [(label, value, direction note)]), each panel scaled on its own."""
     from PIL import Image, ImageDraw
 
-    row, width, label_w, bar_w = 24, 820, 300, 380
+    row, width, label_w, bar_w = 24, 760, 300, 340
     height = 34 + sum(30 + row * len(bars) for _, bars in panels)
     image = Image.new("RGB", (width, max(height, 60)), "white")
     draw = ImageDraw.Draw(image)
