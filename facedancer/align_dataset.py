@@ -194,7 +194,7 @@ def align_dataset(
     data_dir: str | Path, target_dir: str | Path, options: AlignOptions, detector=None, progress: bool = True
 ) -> AlignSummary:
     """Align every face photo below data_dir into target_dir; returns counts and the skipped files."""
-    from tqdm import tqdm
+    from facedancer.progress import bar as progress_bar
 
     data_dir, target_dir = Path(data_dir), Path(target_dir)
     check_folders(data_dir, target_dir)
@@ -238,7 +238,7 @@ def align_dataset(
         )
 
     written: set[Path] = set()
-    bar = tqdm(total=len(todo), unit="img", desc="aligning", disable=not progress)
+    bar = progress_bar(total=len(todo), unit="img", desc="aligning", enabled=progress)
     for path, future in _prefetch(read_image, todo, options.workers):
         relative = path.relative_to(data_dir)
         try:

@@ -179,10 +179,14 @@ def retrieval_top1(
     return hits / max(len(swaps), 1)
 
 
-def evaluate_triples(evaluator: Evaluator, triples: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> dict:
+def evaluate_triples(
+    evaluator: Evaluator, triples: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], progress: bool = True
+) -> dict:
     """triples: (name, source image, target image, swap image) -> {"items": [...], "summary": {...}}."""
+    from facedancer.progress import bar
+
     items, source_desc, swap_desc = [], {}, []
-    for name, source, target, swap in triples:
+    for name, source, target, swap in bar(triples, desc="evaluating", unit="pair", enabled=progress):
         # Sources are told apart by all their pixels: photos sharing their first rows are still different.
         key = hashlib.sha1(np.ascontiguousarray(source).tobytes() + str(source.shape).encode()).hexdigest()
         if key not in source_desc:
@@ -238,24 +242,56 @@ def summary_table(summary: dict) -> str:
     )
 
 
-def draw_chart(summary: dict, path: Path) -> None:
-    """A bar chart of the summary's [0, 1]-ish metrics, drawn with Pillow (no plotting dependency)."""
-    from PIL import Image, ImageDraw
+# Every summary metric: (unit group, True when higher is better). Counts (items, source_identities) are no scores.
+METRIC_GROUPS = {
+    "identity similarity (cosine / rate, 0..1)": {
+        "id_cos_source": True,
+        "id_cos_target": False,
+        "id_retrieval_top1": True,
+        "judge_retrieval_top1": True,
+        "judge_same_as_source_rate": True,
+    },
+    "identity distance (dlib descriptor, same person < 0.6)": {
+        "judge_dist_source": False,
+        "judge_dist_target": True,
+    },
+    "head pose error (degrees)": {
+        "yaw_error": False,
+        "pitch_error": False,
+        "roll_error": False,
+        "pose_error": False,
+    },
+    "expression error (landmark distance / inter-ocular distance)": {"expression_error": False},
+    "reconstruction L1 (0..1)": {"reconstruction_l1": False},
+    "reconstruction PSNR (dB)": {"reconstruction_psnr": True},
+}
 
-    metrics = [(k, v) for k, v in summary.items() if isinstance(v, float) and math.isfinite(v)]
-    row, width = 28, 760
-    image = Image.new("RGB", (width, 40 + row * max(len(metrics), 1)), "white")
-    draw = ImageDraw.Draw(image)
-    draw.text((10, 10), "FaceDancer evaluation (summary means)", fill="black")
-    top = max([abs(v) for _, v in metrics] + [1.0])
-    for i, (name, value) in enumerate(metrics):
-        y = 36 + i * row
-        draw.text((10, y + 6), name, fill="black")
-        length = int(360 * abs(value) / top)
-        draw.rectangle([260, y + 4, 260 + length, y + row - 6], fill=(70, 110, 200) if value >= 0 else (200, 80, 70))
-        draw.text((270 + length, y + 6), f"{value:.3f}", fill="black")
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
+
+def grouped_metrics(summary: dict) -> list[tuple[str, list[tuple[str, float, bool]]]]:
+    """The summary's scores as (group, [(metric, value, higher_is_better)]), groups that have none left out."""
+    groups = []
+    for group, metrics in METRIC_GROUPS.items():
+        rows = [
+            (name, float(summary[name]), higher)
+            for name, higher in metrics.items()
+            if isinstance(summary.get(name), float) and math.isfinite(summary[name])
+        ]
+        if rows:
+            groups.append((group, rows))
+    return groups
+
+
+def direction(higher_is_better: bool) -> str:
+    return "higher is better" if higher_is_better else "lower is better"
+
+
+def draw_chart(summary: dict, path: Path) -> None:
+    """The summary means as bar panels, one per unit (similarities, distances, degrees, ...), each on its own
+    scale and each bar labelled with its direction."""
+    from facedancer.charts import bar_panels
+
+    panels = [(group, [(n, v, direction(h)) for n, v, h in rows]) for group, rows in grouped_metrics(summary)]
+    bar_panels(panels, "FaceDancer evaluation (summary means)", path)
 
 
 def _images(folder: Path) -> dict[str, Path]:

@@ -283,7 +283,7 @@ def write_shards(
     data_dir: str | Path, target_dir: str | Path, options: ShardOptions, progress: bool = True
 ) -> ShardReport:
     """Shard DATASET/identity/images into TFRecords (+ a validation split by identity) and an index JSON."""
-    from tqdm import tqdm
+    from facedancer.progress import bar as progress_bar
 
     data_dir, target_dir = Path(data_dir), Path(target_dir)
     if not data_dir.is_dir():
@@ -309,7 +309,7 @@ def write_shards(
     report = ShardReport()
     written: list[Path] = []
     try:
-        with tqdm(total=len(samples), unit="img", desc="sharding", disable=not progress) as bar:
+        with progress_bar(total=len(samples), unit="img", desc="sharding", enabled=progress) as bar:
             for data_type, split in splits.items():
                 report.splits[data_type] = _write_split(split, target_dir, options, data_type, report, bar, written)
         labels = {name: label for label, (name, _) in enumerate(identities)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 GRID_COLUMNS = ("target", "source", "swap", "self-reconstruction")
@@ -30,3 +32,17 @@ def write_image(writer, tag: str, grid: np.ndarray, step: int, description: str 
     with writer.as_default(step=step):
         tf.summary.image(tag, grid, step=step, max_outputs=1, description=description)
     writer.flush()
+
+
+def read_scalars(log_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar written under log_dir (all event files, sorted), as tag -> [(step, value)] in step order."""
+    import tensorflow as tf
+
+    series: dict[str, dict[int, float]] = {}
+    for events in sorted(Path(log_dir).rglob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(events)):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "scalars" or value.HasField("simple_value"):
+                    number = value.simple_value if value.HasField("simple_value") else tf.make_ndarray(value.tensor)
+                    series.setdefault(value.tag, {})[int(event.step)] = float(number)
+    return {tag: sorted(points.items()) for tag, points in sorted(series.items())}

@@ -39,7 +39,8 @@ def swap_video(
 ) -> dict:
     """Write `output` with the source identity on the selected faces of every frame; returns counts."""
     import numpy as np
-    from tqdm import tqdm
+
+    from facedancer.progress import bar as progress_bar
 
     options = options or VideoOptions()
     info = probe(source)
@@ -62,7 +63,7 @@ def swap_video(
                 options.crf,
                 options.preset,
             ) as writer:
-                bar = tqdm(total=expected, unit="frame", desc="swapping", disable=not progress)
+                bar = progress_bar(total=expected, unit="frame", desc="swapping", enabled=progress)
                 pending: list = []
 
                 def flush():

@@ -33,6 +33,7 @@ class TrainOptions:
     p_blocks: list[str] = field(default_factory=lambda: list(VGG_BLOCKS))
     perceptual_weights: str | None = None
     r1_gamma: float = 10.0
+    d_channels: list[int] | None = None  # None: the original's widths (see build_discriminator)
     reconstruction_clip: float = 5.0
     config: str | None = None
     mapping_depth: int = 4

@@ -148,6 +148,7 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(chkp_dir), max_to_keep=options.keep_checkpoints)
         self.restore_dir = Path(restore_dir) if restore_dir else chkp_dir
         self._train_fn = None
+        self._train_fn_calls = 0
         self._stop_signal: int | None = None
 
     # -- setup ---------------------------------------------------------------------------------
@@ -174,7 +175,10 @@ class Trainer:
                 self.G = with_dtype_policy(loaded, self.policy)
         else:
             self.G = build_generator(o.generator_config())
-        self.D = build_discriminator(o.image_size)
+        try:
+            self.D = build_discriminator(o.image_size, channels=o.d_channels)
+        except ValueError as exc:
+            raise FaceDancerError(f"--d_channels / --image_size: {exc}") from exc
         arcface = load(o.arcface_path, kind="identity").model
         arcface.trainable = False
         self.identity_input = int(arcface.inputs[0].shape[1])
@@ -411,12 +415,14 @@ class Trainer:
         log.warning("received %s: saving a checkpoint after this step", signal.Signals(signum).name)
         self._stop_signal = signum
 
-    def fit(self, dataset, eval_dataset=None, progress: bool = True) -> dict:
-        """Train until max_steps; returns the last step's losses. Stops cleanly on SIGINT/SIGTERM."""
+    def fit(self, dataset, eval_dataset=None, progress: bool = True, seconds: float | None = None) -> dict:
+        """Train until max_steps, or until `seconds` of wall time (first step included) are spent, whichever comes
+        first; returns the last step's losses. Stops cleanly on SIGINT/SIGTERM."""
         import tensorflow as tf
-        from tqdm import tqdm
 
         from facedancer.distribute import is_multi_worker
+        from facedancer.progress import bar as progress_bar
+        from facedancer.progress import keep_alive
         from facedancer.summaries import write_image, write_scalars
 
         o = self.options
@@ -438,11 +444,24 @@ class Trainer:
         preview_batch = [t.numpy() for t in next(plain)][:2]
         last: dict = {}
         t_last, s_last = time.perf_counter(), start
-        bar = tqdm(total=o.max_steps, initial=start, unit="step", desc="training", disable=not progress)
+        fit_start = t_last
+        deadline = None if seconds is None else t_last + seconds
+        if self._train_fn_calls == 0:
+            log.info("tracing and optimizing the training step (the first step takes longest)")
+        bar = progress_bar(
+            total=o.max_steps if deadline is None else None,
+            initial=start,
+            unit="step",
+            desc="training" if deadline is None else f"training for {seconds / 60:.1f} min",
+            enabled=progress,
+        )
+        stop_redraw = keep_alive(bar)
         try:
             while int(self.step.numpy()) < o.max_steps and self._stop_signal is None:
                 out = train_fn(next(distributed))
+                self._train_fn_calls += 1
                 step = int(self.step.numpy())
+                out_of_time = deadline is not None and time.perf_counter() >= deadline
                 last = {k: float(v) for k, v in out.items()}
                 bad = [k for k, v in last.items() if not math.isfinite(v)]
                 if bad:
@@ -451,7 +470,7 @@ class Trainer:
                         f"stopping (last checkpoint: {self.manager.latest_checkpoint or 'none'})"
                     )
                 bar.update()
-                if step % o.log_every == 0 or step == o.max_steps:
+                if step % o.log_every == 0 or step == o.max_steps or out_of_time:
                     now = time.perf_counter()
                     scalars = {LOSS_TAGS[k]: v for k, v in last.items()}
                     scalars["Train/learning_rate"] = float(self.schedule(step))
@@ -459,8 +478,13 @@ class Trainer:
                     scalars["Train/images_per_sec"] = scalars["Train/steps_per_sec"] * o.batch_size
                     t_last, s_last = now, step
                     write_scalars(train_writer, scalars, step)
-                    bar.set_postfix(g=f"{last['g_total']:.3f}", d=f"{last['d_total']:.3f}", refresh=False)
-                if self.chief and (step % o.image_every == 0 or step == o.max_steps):
+                    bar.set_postfix(
+                        g=f"{last['g_total']:.3f}",
+                        d=f"{last['d_total']:.3f}",
+                        img_s=f"{scalars['Train/images_per_sec']:.2f}",
+                        refresh=False,
+                    )
+                if self.chief and (step % o.image_every == 0 or step == o.max_steps or out_of_time):
                     write_image(
                         train_writer,
                         "Images/train",
@@ -468,20 +492,36 @@ class Trainer:
                         step,
                         "rows: samples; columns: " + " | ".join(("target", "source", "swap", "self-rec")),
                     )
-                if self.chief and val_writer is not None and (step % o.eval_every == 0 or step == o.max_steps):
+                if (
+                    self.chief
+                    and val_writer is not None
+                    and (step % o.eval_every == 0 or step == o.max_steps or out_of_time)
+                ):
                     metrics, grid = self.evaluate(eval_dataset, o.eval_batches)
                     write_scalars(val_writer, metrics, step)
                     if grid is not None:
                         write_image(val_writer, "Images/val", grid, step)
                 if step % o.ckpt_every == 0:
                     self.save()
+                if out_of_time:
+                    log.info("time budget of %.1f min spent at step %d", seconds / 60, step)
+                    break
         finally:
+            stop_redraw()
             bar.close()
             for s, handler in previous.items():
                 signal.signal(s, handler)
         step = int(self.step.numpy())
         if step > start and not (self.manager.latest_checkpoint or "").endswith(f"-{step}"):
             self.save()
+        elapsed = time.perf_counter() - fit_start
+        log.info(
+            "trained steps %d-%d in %.1f s (%.2f images/s)",
+            start + 1,
+            step,
+            elapsed,
+            (step - start) * o.batch_size / max(elapsed, 1e-9),
+        )
         return last
 
     @property

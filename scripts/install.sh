@@ -4,6 +4,18 @@
 #   FACEDANCER_PYTHON=python3.12 ...            picks the interpreter that creates the venv
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The report's browser test drives headless Chromium (Debian/Ubuntu packages); it skips when they are absent.
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
+    || ! command -v chromedriver >/dev/null 2>&1; then
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing chromium and chromium-driver (apt) for the browser test" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
+            || echo "could not install chromium; the browser test will be skipped" >&2
+    else
+        echo "chromium/chromedriver missing and not root: the browser test will be skipped" \
+            "(sudo apt-get install chromium chromium-driver)" >&2
+    fi
+fi
 python="${FACEDANCER_PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv

@@ -70,7 +70,10 @@ def run(args: argparse.Namespace) -> int:
             raise FaceDancerError("give --target and --swap folders (or --target_video and --swap_video)")
         triples = folder_triples(source, Path(args.target), Path(args.swap))
     identity = load(args.arcface_path, kind="identity").model if args.arcface_path else None
-    result = evaluate_triples(Evaluator(identity, judge=args.judge), triples)
+    log.info("loading the face detector%s …", " and the dlib judge" if args.judge else "")
+    evaluator = Evaluator(identity, judge=args.judge)
+    log.info("scoring %d (source, target, swap) triples", len(triples))
+    result = evaluate_triples(evaluator, triples)
     paths = write_reports(result, Path(args.output))
     print(summary_table(result["summary"]))
     log.info("wrote %s", ", ".join(str(p) for p in paths.values()))

@@ -26,16 +26,32 @@ log = logging.getLogger("facedancer")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facedancer", description="FaceDancer face swapping (TensorFlow/Keras 3).")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    add_verbosity_flags(parser, defaults=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in SUBCOMMANDS:
         module.add_parser(sub)
+    for subparser in {id(p): p for p in sub.choices.values()}.values():
+        add_verbosity_flags(subparser, defaults=False)
     return parser
 
 
-def setup_logging(verbose: bool) -> None:
+def add_verbosity_flags(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """-v/--verbose and -q/--quiet on the top parser (with defaults) and on every sub-command (without, so a
+    flag given before the sub-command is not reset by it): `facedancer -v swap …` = `facedancer swap … -v`."""
+    default = {} if defaults else {"default": argparse.SUPPRESS}
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-v", "--verbose", action="store_true", help="log debug messages (also TensorFlow's)", **default)
+    group.add_argument(
+        "-q", "--quiet", action="store_true", help="warnings and errors only, no progress bars", **default
+    )
+
+
+def setup_logging(verbose: bool, quiet: bool = False) -> None:
+    from facedancer.progress import set_quiet
+
+    set_quiet(quiet)
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -138,9 +154,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parse_args(argv)
+    if args.verbose and args.quiet:
+        parser.error("-v/--verbose and -q/--quiet exclude each other")
     args.explicit = explicit_options(argv)
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, args.quiet)
     apply_device(args)
     apply_max_pixels(args)
     if not args.verbose:

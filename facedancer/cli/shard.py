@@ -126,9 +126,8 @@ def verify(pattern: str, require_index: bool = True) -> int:
     """Read back every record, and check each set against its index; exit 1 naming every problem."""
     from pathlib import Path
 
-    from tqdm import tqdm
-
     from facedancer.data import resolve_shards
+    from facedancer.progress import bar as progress_bar
     from facedancer.shards import ShardError, check_sets, expected_records, verify_shard
 
     files = resolve_shards(pattern, check_sets=False)
@@ -136,7 +135,7 @@ def verify(pattern: str, require_index: bool = True) -> int:
     for problem in problems:
         log.error("%s", problem)
     damaged, records = [], 0
-    for path in tqdm(files, unit="shard", desc="verifying"):
+    for path in progress_bar(files, unit="shard", desc="verifying"):
         try:
             count = verify_shard(path)["records"]
         except ShardError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from pathlib import Path
 
 from facedancer.cli import types
@@ -191,8 +192,11 @@ def build_swapper(args: argparse.Namespace):
         identity_strength=args.identity_strength,
         anonymize=args.anonymize,
     )
+    start = time.perf_counter()
+    log.info("loading the generator, the identity encoder and the face detector …")
     detector = RetinaFaceDetector(args.retina_path) if args.retina_path else default_detector()
     swapper = FaceSwapper(args.facedancer_path, args.arcface_path, detector, options)
+    log.info("models ready in %.1f s", time.perf_counter() - start)
     if args.swap_source:
         swapper.set_source(args.swap_source, aligned=not args.align_source)
     if args.select == "reference":
@@ -264,9 +268,8 @@ def swap_image_file(swapper, target: Path, output: Path) -> int:
 
 
 def swap_folder(swapper, folder: Path, output: Path) -> int:
-    from tqdm import tqdm
-
     from facedancer.images import ImageReadError, read_image, write_image
+    from facedancer.progress import bar as progress_bar
 
     files = sorted(
         p
@@ -276,7 +279,7 @@ def swap_folder(swapper, folder: Path, output: Path) -> int:
     if not files:
         raise FaceDancerError(f"{folder} holds no images")
     failed = 0
-    for path in tqdm(files, unit="img", desc="swapping"):
+    for path in progress_bar(files, unit="img", desc="swapping"):
         try:
             image = read_image(path)
         except ImageReadError as exc:

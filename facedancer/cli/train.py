@@ -134,6 +134,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--p_blocks", type=comma_list(), default=d.p_blocks, help="VGG16 blocks of the perceptual loss")
     g.add_argument(
+        "--d_channels",
+        type=comma_list(int),
+        default=None,
+        help="discriminator block widths, one per block (log2(image_size) - 2), e.g. 128,256,512,512 at 64²; "
+        "default: the original's widths per resolution (a deviation when set)",
+    )
+    g.add_argument(
         "--r1_gamma", type=types.NON_NEGATIVE, default=d.r1_gamma, help=f"R1 gamma; weight is gamma/2 ({d.r1_gamma})"
     )
 

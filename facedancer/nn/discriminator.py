@@ -22,17 +22,24 @@ def _block(x, channels: int, name: str):
     return layers.Add(name=name)([h, skip])
 
 
-def build_discriminator(image_size: int = 256, name: str = "facedancer_discriminator") -> keras.Model:
+def build_discriminator(
+    image_size: int = 256, name: str = "facedancer_discriminator", channels: tuple[int, ...] | None = None
+) -> keras.Model:
     """D(image in [-1, 1]) -> (batch, 1, 1, 1) realness logit (before softplus).
 
-    At 256² it has the original's six down blocks; smaller powers of two drop the first ones.
+    At 256² it has the original's six down blocks; smaller powers of two drop the first ones (the same width
+    per resolution, so 512 channels already at the input resolution below 256²). `channels` replaces the
+    blocks' widths, one per block (log2(image_size) - 2 of them): a lighter D for small runs (the demo).
     """
     blocks = int(math.log2(image_size)) - 2 if image_size > 0 else 0
     if image_size < 16 or 4 * 2**blocks != image_size or blocks > len(CHANNELS):
         raise ValueError(f"the discriminator needs a power-of-two image size from 16 to 256, got {image_size}")
+    widths = tuple(CHANNELS[len(CHANNELS) - blocks :]) if channels is None else tuple(int(c) for c in channels)
+    if len(widths) != blocks or min(widths) < 1:
+        raise ValueError(f"a {image_size}² discriminator has {blocks} blocks; got channels {list(widths)}")
     image = keras.Input((image_size, image_size, 3), name="image")
     x = layers.Conv2D(64, 3, padding="same", name="stem")(image)
-    for i, channels in enumerate(CHANNELS[len(CHANNELS) - blocks :]):
+    for i, channels in enumerate(widths):
         x = _block(x, channels, f"down{i + 1}")
     x = layers.Conv2D(512, 4, padding="valid", name="head_conv")(x)
     x = layers.LeakyReLU(0.2, name="head_act")(x)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import keras
 
 from facedancer.nn.layers import custom_objects
@@ -10,11 +12,20 @@ POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
+def onednn_isa_allows_bf16() -> bool:
+    """False when ONEDNN_MAX_CPU_ISA caps oneDNN below the bf16 instructions (e.g. AVX2, AVX512_CORE): it then
+    cannot create bf16 primitives at all, whatever the CPU's flags say."""
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "ALL")).strip().upper()
+    return isa in ("", "ALL", "DEFAULT") or any(part in isa for part in ("BF16", "FP16", "AMX", "AVX10"))
+
+
 def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether this (Linux) CPU computes bfloat16 dot products natively, where bf16 inference pays off.
 
     Without AVX512-BF16 or AMX, oneDNN emulates bf16 and it is slower than float32.
     """
+    if not onednn_isa_allows_bf16():
+        return False
     try:
         with open(cpuinfo, encoding="utf-8", errors="replace") as f:
             for line in f:
