@@ -253,6 +253,19 @@ CASES = [
     Case("demo-image-size-50", "demo --output {ws}/new --image_size 50", 2, r"--image_size"),
     Case("demo-output-is-file", "demo --output {ws}/src.jpg", 1, r"src\.jpg is a file"),
     Case("info-missing-model", "info {ws}/nope.keras", 1, r"nope\.keras"),
+    # prepare (the Beam pipeline): the align/shard checks, before Beam starts
+    Case("prepare-target-is-data", "prepare --data_dir {ws}/photos --target_dir {ws}/photos/ --data_name x", 1,
+         r"--target_dir .*photos"),
+    Case("prepare-missing-data", "prepare --data_dir {ws}/nope --target_dir {ws}/new", 1, r"nope is not a folder"),
+    Case("prepare-score-2", "prepare --data_dir {ws}/photos --target_dir {ws}/new --score 2", 2, r"--score"),
+    Case("prepare-unknown-beam-flag-elsewhere", "align --data_dir {ws}/photos --target_dir {ws}/new --runner X", 2,
+         r"unrecognized arguments"),
+    # serve: flags checked and models found before the server binds
+    Case("serve-missing-model", "serve --facedancer_path {ws}/nope.h5 --arcface_path {ws}/arc.h5", 1, r"nope\.h5"),
+    Case("serve-workers-0", "serve --facedancer_path {ws}/gen.h5 --arcface_path {ws}/arc.h5 --workers 0", 2,
+         r"--workers: must be at least 1"),
+    Case("serve-port-out-of-range", "serve --facedancer_path {ws}/gen.h5 --arcface_path {ws}/arc.h5 --port 70000", 2,
+         r"--port"),
 ]  # fmt: skip
 
 
@@ -267,7 +280,7 @@ def test_bad_input_is_one_line_and_touches_nothing(case, ws, caplog, capsys):
     if case.code == 2:  # argparse: usage, then one line naming the flag
         err = capsys.readouterr().err.strip().splitlines()
         assert re.search(case.message, err[-1]), err[-1]
-        assert err[-1].startswith(f"facedancer {argv[0]}: error: argument")
+        assert re.match(rf"facedancer {argv[0]}: error: (argument|unrecognized arguments)", err[-1]), err[-1]
     else:
         errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
         assert "Traceback" not in caplog.text

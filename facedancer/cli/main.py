@@ -148,7 +148,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown and not getattr(args, "pipeline_args_allowed", False):
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        sub.choices.get(getattr(args, "command", None), parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     args.pipeline_args = unknown
     return args
 

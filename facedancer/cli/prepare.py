@@ -73,6 +73,12 @@ def run(args: argparse.Namespace) -> int:
     from facedancer.prepare import PrepareOptions, prepare
     from facedancer.shards import ShardOptions
 
+    if "://" not in args.data_dir and "://" not in args.target_dir:  # local: align's folder checks, before Beam
+        from pathlib import Path
+
+        from facedancer.align_dataset import check_folders
+
+        check_folders(Path(args.data_dir), Path(args.target_dir))
     if not getattr(args, "verbose", False):
         logging.getLogger("apache_beam").setLevel(logging.WARNING)  # its import and runner chatter
     options = PrepareOptions(

@@ -7,6 +7,7 @@ import ipaddress
 import logging
 from pathlib import Path
 
+from facedancer.cli import types
 from facedancer.cli.common import add_device_flag
 from facedancer.errors import FaceDancerError
 
@@ -31,34 +32,50 @@ def add_parser(sub) -> None:
     )
     g.add_argument("--retina_path", help="RetinaFace frozen graph (default: the one in the retinaface package)")
     g.add_argument("--precision", choices=PRECISIONS, default=d.precision, help=f"generator precision ({d.precision})")
-    g.add_argument("--batch_size", type=int, default=d.batch_size, help=f"faces per generator call ({d.batch_size})")
+    g.add_argument(
+        "--batch_size", type=types.POSITIVE_INT, default=d.batch_size, help=f"faces per generator call ({d.batch_size})"
+    )
     g = p.add_argument_group("network")
     g.add_argument("--host", default=s.host, help=f"address to bind; anything but loopback needs care ({s.host})")
-    g.add_argument("--port", type=int, default=s.port, help=f"port ({s.port})")
+    g.add_argument("--port", type=types.int_between(0, 65535), default=s.port, help=f"port ({s.port})")
     g.add_argument("--token", help=f"bearer token the API requires (default ${TOKEN_ENV}; none: open)")
     g = p.add_argument_group("limits")
-    g.add_argument("--max_upload_mb", type=float, default=s.max_upload_mb, help=f"MB per request ({s.max_upload_mb:g})")
     g.add_argument(
-        "--max_pixels", type=int, default=s.max_pixels, help=f"most pixels of a photo or frame ({s.max_pixels})"
+        "--max_upload_mb", type=types.POSITIVE, default=s.max_upload_mb, help=f"MB per request ({s.max_upload_mb:g})"
+    )
+    g.add_argument(
+        "--max_pixels",
+        type=types.megapixels,
+        default=s.max_pixels,
+        help=f"most pixels of a photo or frame ({s.max_pixels})",
     )
     g.add_argument(
         "--max_video_seconds",
-        type=float,
+        type=types.POSITIVE,
         default=s.max_video_seconds,
         help=f"longest video accepted, seconds ({s.max_video_seconds:g})",
     )
-    g.add_argument("--max_queue", type=int, default=s.max_queue, help=f"video jobs queued or running ({s.max_queue})")
-    g.add_argument("--workers", type=int, default=s.workers, help=f"video jobs run at once ({s.workers})")
-    g.add_argument("--image_workers", type=int, default=s.image_workers, help=f"photos at once ({s.image_workers})")
+    g.add_argument(
+        "--max_queue",
+        type=types.POSITIVE_INT,
+        default=s.max_queue,
+        help=f"video jobs queued or running ({s.max_queue})",
+    )
+    g.add_argument(
+        "--workers", type=types.POSITIVE_INT, default=s.workers, help=f"video jobs run at once ({s.workers})"
+    )
+    g.add_argument(
+        "--image_workers", type=types.POSITIVE_INT, default=s.image_workers, help=f"photos at once ({s.image_workers})"
+    )
     g.add_argument(
         "--max_image_waiting",
-        type=int,
+        type=types.POSITIVE_INT,
         default=s.max_image_waiting,
         help=f"photo requests waiting before 503 ({s.max_image_waiting})",
     )
     g.add_argument(
         "--ttl_seconds",
-        type=float,
+        type=types.POSITIVE,
         default=s.ttl_seconds,
         help=f"finished jobs and their files are deleted after this long ({s.ttl_seconds:g})",
     )
