@@ -110,21 +110,32 @@ def quantize(float_path: Path, out_path: Path, x, z, exclude: list[str], reduce_
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     names = _input_names(float_path)
-    with atomic_path(out_path) as tmp:
-        quantize_static(
-            str(float_path),
-            str(tmp),
-            _reader(x, z, names),
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=list(QUANTIZED_OPS),
-            per_channel=True,
-            reduce_range=reduce_range,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=list(exclude),
-            calibrate_method=CalibrationMethod.MinMax,
-        )
+    root = logging.getLogger()
+    advice = _DropAdvice()
+    root.addFilter(advice)  # onnxruntime logs "consider pre-processing" on the root logger at every call
+    try:
+        with atomic_path(out_path) as tmp:
+            quantize_static(
+                str(float_path),
+                str(tmp),
+                _reader(x, z, names),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(QUANTIZED_OPS),
+                per_channel=True,
+                reduce_range=reduce_range,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=list(exclude),
+                calibrate_method=CalibrationMethod.MinMax,
+            )
+    finally:
+        root.removeFilter(advice)
     return out_path
+
+
+class _DropAdvice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing" not in record.getMessage()
 
 
 def _with_outputs(path: Path, tensors: list[str]) -> bytes:

@@ -45,6 +45,19 @@ def model_digest(model) -> str:
     return h.hexdigest()
 
 
+def graph_outline(model) -> list[tuple[str, str, str]]:
+    """(class, name, output shape) of every layer: changes when the inference rewrites change the graph
+    (their fused layers hold constants, not serializable configs, so get_config() cannot describe them)."""
+    outline = []
+    for layer in model.layers:
+        try:
+            shape = str(layer.output.shape)
+        except (AttributeError, ValueError):  # a layer called more than once has no single output
+            shape = "shared"
+        outline.append((type(layer).__name__, layer.name, shape))
+    return outline
+
+
 def cache_key(model_hash: str, **options) -> str:
     """Short hash of the model hash and the export options (versions of the converters included)."""
     text = json.dumps({"model": model_hash, **options}, sort_keys=True, default=str)
@@ -80,12 +93,15 @@ def export_onnx(model, path: Path, opset: int = OPSET) -> Path:
     return path
 
 
-def cached_float_model(model, model_hash: str, cache_dir: Path | None = None, rewritten: bool = True) -> Path:
-    """The float32 ONNX file of `model`, exported on first use and reused after (same model hash + options)."""
+def cached_float_model(model, model_hash: str, cache_dir: Path | None = None) -> Path:
+    """The float32 ONNX file of `model` (the graph to export: the stored generator, rewritten for inference
+    or not), exported on first use and reused after. `model_hash` names the weights (the generator file's
+    bytes); the exported graph's architecture and the converter versions are part of the key too."""
     import onnx
     import tf2onnx
 
-    key = cache_key(model_hash, opset=OPSET, tf2onnx=tf2onnx.__version__, onnx=onnx.__version__, rewritten=rewritten)
+    graph = hashlib.sha256(repr(graph_outline(model)).encode()).hexdigest()
+    key = cache_key(model_hash, graph=graph, opset=OPSET, tf2onnx=tf2onnx.__version__, onnx=onnx.__version__)
     path = (cache_dir or cache_root()) / key / "generator_float32.onnx"
     if path.exists():
         log.debug("ONNX generator from the cache: %s", path)

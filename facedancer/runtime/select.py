@@ -8,7 +8,6 @@ passes the strict bar (AUTO_MIN_DB) and times them on this machine; the fastest 
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import statistics
@@ -87,7 +86,14 @@ class OnnxRunner(GeneratorRunner):
 
 
 def onnx_available() -> bool:
-    return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "tf2onnx", "onnx"))
+    """Whether the `onnx` extra (onnxruntime, tf2onnx, onnx) is installed."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import tf2onnx  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def run_batched(runner: Callable, x: np.ndarray, z: np.ndarray, batch: int) -> np.ndarray:
@@ -133,17 +139,15 @@ def _tensorflow(generator, precision: str, rewrite_graph: bool) -> TensorFlowRun
 class _Builder:
     """Builds ONNX Runtime runners from one cached float32 export of the float32 TensorFlow graph."""
 
-    def __init__(self, reference: TensorFlowRunner, model_hash: str, rewritten: bool, settings: dict):
-        self.reference, self.model_hash, self.rewritten, self.settings = reference, model_hash, rewritten, settings
+    def __init__(self, reference: TensorFlowRunner, model_hash: str, settings: dict):
+        self.reference, self.model_hash, self.settings = reference, model_hash, settings
         self._float_path: Path | None = None
 
     def float_path(self) -> Path:
         from facedancer.runtime.onnx_export import cached_float_model
 
         if self._float_path is None:
-            self._float_path = cached_float_model(
-                self.reference.net, self.model_hash, self.settings["cache_dir"], self.rewritten
-            )
+            self._float_path = cached_float_model(self.reference.net, self.model_hash, self.settings["cache_dir"])
         return self._float_path
 
     def providers(self, folder: Path) -> list:
@@ -250,7 +254,7 @@ def generator_runner(
         "use_gpu": os.environ.get("CUDA_VISIBLE_DEVICES") != "" if use_gpu is None else use_gpu,
         "keep_float": KEEP_FLOAT if keep_float is None else keep_float,
     }
-    builder = _Builder(reference, model_hash, reference.net is not generator, settings)
+    builder = _Builder(reference, model_hash, settings)
     passing: list[GeneratorRunner] = [reference] if runtime == "auto" else []
     for candidate_runtime, candidate_precision in candidates:
         if candidate_precision == "float32":
@@ -266,7 +270,7 @@ def generator_runner(
             passing.append(runner)
         elif precision != "auto":
             log.warning(
-                "%s agrees with float32 TensorFlow to only %.1f dB on the calibration crops (< %.0f); running float32",
+                "%s agrees with float32 TensorFlow to only %.1f dB on the calibration crops (< %.0f); using float32",
                 f"{candidate_runtime} {candidate_precision}",
                 runner.psnr_db,
                 bar,
