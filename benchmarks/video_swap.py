@@ -131,6 +131,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
+    import keras
     import numpy as np
     from standins import trained_like_norms
     from train_step import arcface_resnet50
@@ -148,6 +149,7 @@ def main() -> None:
         tmp = Path(tmp)
         gen_path = Path(args.generator) if args.generator else tmp / "generator.keras"
         if not args.generator:
+            keras.utils.set_random_seed(0)  # the same weights every run: the ONNX export cache is reused
             trained_like_norms(build_generator(preset("C"))).save(gen_path)
         arc_path = args.arcface or arcface_resnet50(tmp / "arcface.h5")
         generator = facedancer.load_model(gen_path, kind="generator")

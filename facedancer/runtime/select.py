@@ -255,7 +255,8 @@ def generator_runner(
         "keep_float": KEEP_FLOAT if keep_float is None else keep_float,
     }
     builder = _Builder(reference, model_hash, settings)
-    passing: list[GeneratorRunner] = [reference] if runtime == "auto" else []
+    # float32 TensorFlow competes only where float32 may be chosen (an explicit bf16/int8 is kept if it passes)
+    passing: list[GeneratorRunner] = [reference] if runtime == "auto" and precision in ("auto", "float32") else []
     for candidate_runtime, candidate_precision in candidates:
         if candidate_precision == "float32":
             bar = FLOAT32_MIN_DB
