@@ -209,3 +209,19 @@ def test_config_c_onnx_float32_matches_tensorflow(tmp_path):
     )
     assert runner.runtime == "onnxruntime"
     assert np.abs(runner(x, z) - generator_runner(generator, "tensorflow", "float32")(x, z)).max() <= 1e-4
+
+
+def test_swap_command_passes_runtime_precision_and_calibration_folder():
+    import argparse
+
+    from facedancer.cli.swap import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    base = ["--target", "t.mp4", "--swap_source", "s.jpg", "--output", "o.mp4", "--facedancer_path", "g.h5"]
+    args = parser.parse_args([*base, "--runtime", "onnxruntime", "--precision", "int8", "--calibration_dir", "faces"])
+    assert (args.runtime, args.precision, args.calibration_dir) == ("onnxruntime", "int8", "faces")
+    defaults = parser.parse_args(base)
+    assert (defaults.runtime, defaults.precision, defaults.calibration_dir) == ("tensorflow", "auto", None)
+    with pytest.raises(SystemExit):
+        parser.parse_args([*base, "--runtime", "tensorrt"])
