@@ -127,9 +127,6 @@ def quantize(float_path: Path, out_path: Path, x, z, exclude: list[str], reduce_
                 weight_type=QuantType.QInt8,
                 nodes_to_exclude=list(exclude),
                 calibrate_method=CalibrationMethod.MinMax,
-                # fold each crop's activations into the ranges at once: keeping all of them (onnxruntime's
-                # default) needs ~7 GB for config C at 256²
-                extra_options={"CalibMaxIntermediateOutputs": 1},
             )
     finally:
         root.removeFilter(advice)
