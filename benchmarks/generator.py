@@ -156,7 +156,13 @@ def runtime_table(model, args) -> None:
     detector = default_detector()
     embedder = FaceSwapper(model, pixel_identity_encoder(), detector, SwapOptions(precision="float32"))
     x, z = calibration_set(detector, embedder.embed_faces, int(model.inputs[0].shape[1]))
-    combos = [("tensorflow", "float32"), ("tensorflow", "bfloat16")]
+    from facedancer.nn.precision import cpu_has_native_bf16
+
+    combos = [("tensorflow", "float32")]
+    if cpu_has_native_bf16():
+        combos.append(("tensorflow", "bfloat16"))
+    else:  # emulated bf16 is slower than float32; under ONEDNN_MAX_CPU_ISA=AVX2 oneDNN aborts on it
+        print("tensorflow bfloat16 skipped: no native bf16 (or ONEDNN_MAX_CPU_ISA below it)")
     if onnx_available():
         combos += [("onnxruntime", "float32"), ("onnxruntime", "int8")]
     else:

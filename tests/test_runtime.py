@@ -225,3 +225,14 @@ def test_swap_command_passes_runtime_precision_and_calibration_folder():
     assert (defaults.runtime, defaults.precision, defaults.calibration_dir) == ("tensorflow", "auto", None)
     with pytest.raises(SystemExit):
         parser.parse_args([*base, "--runtime", "tensorrt"])
+
+
+def test_a_onednn_isa_cap_below_bf16_means_no_native_bf16(tmp_path, monkeypatch):
+    from facedancer.nn.precision import cpu_has_native_bf16
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("flags\t\t: avx2 avx512f avx512_bf16\n")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
+    assert cpu_has_native_bf16(str(info))
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # oneDNN aborts on bf16 convolutions then
+    assert not cpu_has_native_bf16(str(info))

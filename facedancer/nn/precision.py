@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import keras
 
 from facedancer.nn.layers import custom_objects
@@ -13,8 +15,12 @@ BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether this (Linux) CPU computes bfloat16 dot products natively, where bf16 inference pays off.
 
-    Without AVX512-BF16 or AMX, oneDNN emulates bf16 and it is slower than float32.
+    Without AVX512-BF16 or AMX, oneDNN emulates bf16 and it is slower than float32. ONEDNN_MAX_CPU_ISA capped
+    below bf16 (e.g. AVX2, to measure as on an AVX2-only CPU) counts as no bf16: oneDNN then aborts on bf16.
     """
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if isa and isa not in ("ALL", "DEFAULT") and not any(k in isa for k in ("BF16", "AMX", "FP16", "AVX10")):
+        return False
     try:
         with open(cpuinfo, encoding="utf-8", errors="replace") as f:
             for line in f:
