@@ -188,7 +188,7 @@ class FaceSwapper:
             filled = len(chunk)
             if filled < size:
                 chunk = np.concatenate([chunk, np.zeros((size - filled, *chunk.shape[1:]), np.float32)])
-            y = np.asarray(self._generate(chunk, z))[:filled]
+            y = self._generate(chunk, z).numpy()[:filled]
             out[start : start + filled] = np.clip((y + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
         return out
 

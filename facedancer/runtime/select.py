@@ -29,8 +29,15 @@ EXPLICIT_MIN_DB = {"bfloat16": 35.0, "int8": 25.0}  # asked for by name: a loose
 SUPPORTED = {"tensorflow": ("float32", "bfloat16"), "onnxruntime": ("float32", "int8")}
 
 
+class Output(np.ndarray):
+    """A numpy array that also answers `.numpy()`, so callers written for TensorFlow's eager tensors work."""
+
+    def numpy(self) -> np.ndarray:
+        return np.asarray(self)
+
+
 class GeneratorRunner:
-    """(crops (N, S, S, 3) in [-1, 1], unit identities (N, 512)) -> float32 crops, as numpy arrays."""
+    """(crops (N, S, S, 3) in [-1, 1], unit identities (N, 512)) -> float32 crops (numpy arrays, `Output`)."""
 
     runtime = "tensorflow"
     precision = "float32"
@@ -61,7 +68,7 @@ class TensorFlowRunner(GeneratorRunner):
         )
 
     def __call__(self, x, z):
-        return self._fn(x, z).numpy()
+        return self._fn(x, z).numpy().view(Output)
 
 
 class OnnxRunner(GeneratorRunner):
@@ -82,7 +89,7 @@ class OnnxRunner(GeneratorRunner):
 
     def __call__(self, x, z):
         x, z = np.ascontiguousarray(x, np.float32), np.ascontiguousarray(z, np.float32)
-        return self.session.run(None, {self._names[0]: x, self._names[1]: z})[0]
+        return self.session.run(None, {self._names[0]: x, self._names[1]: z})[0].view(Output)
 
 
 def onnx_available() -> bool:
