@@ -13,7 +13,7 @@ import pytest
 
 import facedancer
 from facedancer.legacy import save_legacy_h5
-from facedancer.nn import GeneratorConfig, build_generator
+from facedancer.nn import GeneratorConfig, build_discriminator, build_generator
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -50,6 +50,9 @@ def test_legacy_exports_run_in_keras2(keras2_python, legacy_dir, reference, tmp_
     x = rng.uniform(-1, 1, (1, 256, 256, 3)).astype("float32")
     z = rng.normal(size=(1, 512)).astype("float32")
     np.savez(tmp_path / "native_in.npz", x=x, z=z)
+    discriminator = build_discriminator()
+    save_legacy_h5(discriminator, tmp_path / "dis.h5")
+    np.savez(tmp_path / "dis_in.npz", x=x)
     result = subprocess.run(
         [
             str(keras2_python),
@@ -60,6 +63,9 @@ def test_legacy_exports_run_in_keras2(keras2_python, legacy_dir, reference, tmp_
             str(tmp_path / "native.h5"),
             str(tmp_path / "native_in.npz"),
             str(tmp_path / "b.npz"),
+            str(tmp_path / "dis.h5"),
+            str(tmp_path / "dis_in.npz"),
+            str(tmp_path / "c.npz"),
         ],
         capture_output=True,
         text=True,
@@ -69,3 +75,4 @@ def test_legacy_exports_run_in_keras2(keras2_python, legacy_dir, reference, tmp_
     assert "keras 2.15" in result.stdout
     assert np.abs(np.load(tmp_path / "a.npz")["y"] - reference["y"]).max() <= 1e-4
     assert np.abs(np.load(tmp_path / "b.npz")["y"] - np.asarray(native([x, z]))).max() <= 1e-4
+    assert np.abs(np.load(tmp_path / "c.npz")["y"] - np.asarray(discriminator(x))).max() <= 1e-4

@@ -60,7 +60,32 @@ def test_native_keras_round_trip_is_exact(tmp_path):
 def test_discriminator_gives_one_logit_and_round_trips(tmp_path):
     model = build_discriminator()
     logits = np.asarray(model(X))
-    assert logits.shape == (2, 1, 1, 1) and np.isfinite(logits).all()
+    assert logits.shape == (2, 1) and np.isfinite(logits).all()  # the original reshapes to (B, 1)
     model.save(tmp_path / "dis.keras")
     loaded = facedancer.load(tmp_path / "dis.keras", kind="discriminator")
     np.testing.assert_array_equal(np.asarray(loaded.model(X)), logits)
+
+
+def test_discriminator_blocks_are_the_originals():
+    """Each down block: IN > LReLU > conv > pool > IN > LReLU > conv (+ pooled 1x1 skip), as the original's
+    `residual_down_block`; 23,972,353 parameters as the original's file (tests/test_parity_networks.py
+    checks the layout and the outputs against it). The network before issue 11 (no norms) had 21.6 M."""
+    from facedancer.nn import InstanceNormalization
+
+    model = build_discriminator()
+    assert model.count_params() == 23_972_353
+    norms = [layer for layer in model.layers if isinstance(layer, InstanceNormalization)]
+    assert len(norms) == 12
+    block = [type(layer).__name__ for layer in model.layers if layer.name.startswith("down1_")]
+    assert block.count("InstanceNormalization") == 2 and block.count("AveragePooling2D") == 2
+    # pooling sits between the two convolutions, and the second norm reads the pooled features
+    assert model.get_layer("down1_pool").input._keras_history[0].name == "down1_conv1"
+    assert model.get_layer("down1_in2").input._keras_history[0].name == "down1_pool"
+
+
+def test_do_affa_is_two_full_attention_branches():
+    """The original's adaptive_attention_double at 512 channels: 8,457,345 parameters more than affa."""
+    base = dict(mapping_depth=1, mapping_size=64, image_size=64)
+    affa = build_generator(GeneratorConfig(up_types=("affa",) * 6, **base))
+    do_affa = build_generator(GeneratorConfig(up_types=("do_affa",) + ("affa",) * 5, **base))
+    assert do_affa.count_params() - affa.count_params() == 8_457_345

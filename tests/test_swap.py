@@ -174,7 +174,7 @@ def test_bad_inputs_give_one_line_and_leave_nothing(case, models, moving, photos
     target, source, extra = moving, photos / "biden.jpg", []
     expected = ""
     if case == "missing":
-        target, expected = tmp_path / "nope.mp4", "target not found"
+        target, expected = tmp_path / "nope.mp4", "nope.mp4 not found"
     elif case == "not_video":
         target = tmp_path / "text.mp4"
         target.write_text("not a video")

@@ -34,6 +34,7 @@ LEGACY_CLASSES: dict[str, type] = {
     "GroupNormalization": keras.layers.GroupNormalization,
     "Addons>GroupNormalization": keras.layers.GroupNormalization,
 }
+TF_OP_CLASSES = ("TFOpLambda", "SlicingOpLambda")
 BASE_LAYER_KEYS = {"name", "trainable", "dtype", "activity_regularizer"}
 
 
@@ -160,7 +161,7 @@ def _keras_history(value: Any) -> list | None:
 
 def _build_functional(config: dict, source: str) -> keras.Model:
     specs = {spec["config"].get("name", spec.get("name")): spec for spec in config["layers"]}
-    layers: dict[str, keras.layers.Layer] = {}
+    layers: dict[str, keras.layers.Layer | None] = {}
     outputs: dict[tuple[str, int], Any] = {}  # (layer, node index) -> output tensor(s)
 
     def tensor(ref) -> Any:
@@ -190,13 +191,15 @@ def _build_functional(config: dict, source: str) -> keras.Model:
             refs = [entry for entry in node]
             if not all(ready(r) for r in refs) or not all(ready(r) for r in _kwarg_refs(node, specs)):
                 continue
-            if name not in layers:
-                layers[name] = _make_layer(specs[name], source)
+            if name not in layers:  # a TF op layer is made where it is called, from the call's arguments
+                layers[name] = None if specs[name]["class_name"] in TF_OP_CLASSES else _make_layer(specs[name], source)
             outputs[(name, node_index)] = _call_node(layers[name], specs[name], node, tensor, specs, source)
             pending.remove(item)
             progressed = True
         if not progressed:
-            missing = sorted({r[0] for _, _, node in pending for r in node if not ready(r)})
+            missing = sorted(
+                {r[0] for _, _, node in pending for r in [*node, *_kwarg_refs(node, specs)] if not ready(r)}
+            )
             raise LegacyFormatError(f"{source}: the graph refers to layers it never defines: {missing}")
 
     def endpoints(key: str) -> list:
@@ -220,10 +223,19 @@ def _first_node_index(spec: dict) -> int:
     return 0
 
 
+def _is_entry(value: Any) -> bool:
+    """One `[layer, node, tensor(, kwargs)]` reference (as opposed to a list of them)."""
+    return isinstance(value, (list, tuple)) and len(value) in (3, 4) and isinstance(value[0], str)
+
+
 def _nodes(spec: dict) -> list[list]:
+    """The layer's calls, each as a list of `[layer, node, tensor, kwargs]` entries.
+
+    Keras 2 writes a node as a list of entries, except for a `TFOpLambda` (a raw TensorFlow op between
+    Keras tensors, e.g. `m * m_hat`), whose node is one flat entry: `[layer, node, tensor, {"y": …}]`.
+    """
     nodes = spec.get("inbound_nodes", [])
-    # Keras 2 writes each node as a list of [layer, node, tensor, kwargs] entries.
-    return [[entry for entry in node] for node in nodes]
+    return [[list(node)] if _is_entry(node) else [list(entry) for entry in node] for node in nodes]
 
 
 def _kwarg_refs(node: list, specs: dict) -> list:
@@ -241,7 +253,7 @@ def _kwarg_refs(node: list, specs: dict) -> list:
 def _call_node(layer, spec: dict, node: list, tensor: Callable, specs: dict, source: str):
     inputs = [tensor(entry) for entry in node]
     kwargs = dict(node[0][3]) if len(node[0]) > 3 and node[0][3] else {}
-    if spec["class_name"] in ("TFOpLambda", "SlicingOpLambda"):
+    if spec["class_name"] in TF_OP_CLASSES:
         return _call_tf_op(spec, inputs, kwargs, tensor, specs, source)
     call_kwargs = {k: v for k, v in kwargs.items() if k == "training" and isinstance(v, bool)}
     return layer(inputs[0] if len(inputs) == 1 else inputs, **call_kwargs)

@@ -63,8 +63,22 @@ def _node(node: dict, layer: keras.layers.Layer) -> list:
             key: (_tensor_ref(tensors[s["tensor"]]) if "tensor" in s else s["value"])
             for key, s in spec.get("kwargs", {}).items()
         }
-        return [[*_tensor_ref(first), {**op_kwargs, "name": None}]]
+        # Keras 2 writes a TF op layer's one call as a single flat entry, not a list of entries.
+        return [*_tensor_ref(first), {**op_kwargs, "name": None}]
     return [[*_tensor_ref(t), dict(kwargs)] for t in tensors]
+
+
+def tf_op_names(model: keras.Model) -> dict[str, str]:
+    """Our name -> Keras 2's name for each TF op layer: `tf.math.multiply`, `tf.math.multiply_1`, … in
+    layer order, as Keras 2 names them (ours have no dots: Keras 3 refuses them in names)."""
+    names: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    for layer in model.layers:
+        if isinstance(layer, TFOpLayer):
+            n = counts.get(layer.function, 0)
+            counts[layer.function] = n + 1
+            names[layer.name] = f"tf.{layer.function}" + (f"_{n}" if n else "")
+    return names
 
 
 def _layer_config(layer: keras.layers.Layer, spec: dict) -> dict:
@@ -90,8 +104,8 @@ def _layer_config(layer: keras.layers.Layer, spec: dict) -> dict:
                 "dtype": config.get("dtype", "float32"),
                 "function": function,
             },
-            "module": "keras.layers.core",
-            "registered_name": None,
+            "module": "keras.src.layers.core.tf_op_layer",
+            "registered_name": "TFOpLambda",
         }
     elif type(layer) in ORIGINAL_CUSTOM:
         module, registered = ORIGINAL_CUSTOM[type(layer)]
@@ -116,6 +130,7 @@ def _endpoint_refs(refs: list) -> list[list]:
 def _graph_config(model: keras.Model) -> dict:
     """The Keras 2 `config` of a functional model, nested models included."""
     k3 = model.get_config()
+    renamed = tf_op_names(model)
     layers = []
     for spec in k3["layers"]:
         layer = model.get_layer(spec["config"]["name"])
@@ -129,13 +144,13 @@ def _graph_config(model: keras.Model) -> dict:
             }
         else:
             entry = _layer_config(layer, spec)
-            name = entry["config"]["name"] if isinstance(layer, TFOpLayer) else name
+            name = renamed.get(name, name)
+            entry["config"]["name"] = name
         entry["name"] = name
         entry["inbound_nodes"] = [_node(node, layer) for node in spec.get("inbound_nodes", [])]
         layers.append(entry)
-    # TF op layers were renamed on reading ("tf.math.multiply" -> "tf_math_multiply"), and Keras 2 counts
+    # TF op layers carry Keras 2's dotted names there ("tf_math_multiply" -> "tf.math.multiply"), and Keras 2 counts
     # a nested model's calls from 1 where Keras 3 counts from 0: rewrite every tensor reference.
-    renamed = {layer.name: f"tf.{layer.function}" for layer in model.layers if isinstance(layer, TFOpLayer)}
     nested = {layer.name for layer in model.layers if isinstance(layer, keras.Model)}
 
     def fix(ref: list) -> None:
@@ -148,7 +163,7 @@ def _graph_config(model: keras.Model) -> dict:
         fix(ref)
     for entry in layers:
         for node in entry["inbound_nodes"]:
-            for ref in node:
+            for ref in [node] if isinstance(node[0], str) else node:  # a TF op layer's node is one flat entry
                 fix(ref)
                 for value in ref[3].values():
                     if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
@@ -195,11 +210,12 @@ def _set_names(attrs: h5py.AttributeManager, key: str, names: list[str]) -> None
 
 
 def _write_weights(root: h5py.Group, model: keras.Model) -> None:
-    _set_names(root.attrs, "layer_names", [layer.name for layer in model.layers])
+    renamed = tf_op_names(model)
+    _set_names(root.attrs, "layer_names", [renamed.get(layer.name, layer.name) for layer in model.layers])
     root.attrs["backend"] = "tensorflow"
     root.attrs["keras_version"] = KERAS2_VERSION
     for layer in model.layers:
-        group = root.create_group(layer.name)
+        group = root.create_group(renamed.get(layer.name, layer.name))
         weights = _layer_weights(layer)
         _set_names(group.attrs, "weight_names", [name for name, _ in weights])
         for name, value in weights:

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 import keras
 from keras import layers
 
-from facedancer.nn.layers import AdaIN, AdaptiveAttention, InstanceNormalization
+from facedancer.nn.layers import AdaIN, AdaptiveAttention, InstanceNormalization, TFOpLayer
 
 FUSION_TYPES = ("no_skip", "concat", "add", "affa", "d_affa", "do_affa")
 ENCODER_CHANNELS = (128, 256, 512, 512, 512)
@@ -96,14 +96,40 @@ def _res_up(x, z, channels: int, name: str, upsample: bool = True):
     return layers.Add(name=name)([h, skip])
 
 
-def _attention_mask(x_t, x_s, name: str):
-    """m = sigmoid(1x1 conv(IN(LeakyReLU(3x3 conv(concat(x_t, x_s), C/4))))), C channels."""
-    channels = int(x_s.shape[-1])
-    h = layers.Concatenate(name=f"{name}_cat")([x_t, x_s])
-    h = _conv(max(channels // 4, 1), 3, f"{name}_conv")(h)
+def _attention_branch(features, hidden: int, out: int, name: str):
+    """sigmoid(1x1 conv -> out (IN(LeakyReLU(3x3 conv -> hidden (features))))): one attention mask."""
+    h = _conv(hidden, 3, f"{name}_conv")(features)
     h = layers.LeakyReLU(0.2, name=f"{name}_act")(h)
     h = InstanceNormalization(name=f"{name}_in")(h)
-    return h, _conv(channels, 1, f"{name}_mask", activation="sigmoid")(h)
+    return _conv(out, 1, f"{name}_mask", activation="sigmoid")(h)
+
+
+def _affa(x_t, x_s, name: str):
+    """The original's `adaptive_attention`: a C-channel mask m from concat(x_t, x_s) with a C/4 hidden
+    layer (C = x_t's channels); out = (1 - m)·x_t + m·x_s."""
+    channels = int(x_t.shape[-1])
+    features = layers.Concatenate(name=f"{name}_cat")([x_t, x_s])
+    mask = _attention_branch(features, max(channels // 4, 1), channels, name)
+    return AdaptiveAttention(name=name)([mask, x_t, x_s])
+
+
+def _double_affa(x_t, x_s, name: str):
+    """The original's `adaptive_attention_double`: two full branches from concat(x_t, x_s), each with a
+    C-channel hidden layer; m̂ (1 channel, `_hat`, built first) and m (C channels); the mask is m·m̂.
+
+    The product is the TensorFlow op the original's files record (`TFOpLambda` `tf.math.multiply(m, y=m̂)`),
+    so the graph, its weight order and its Keras 2 export are the original's.
+    """
+    channels = int(x_t.shape[-1])
+    features = layers.Concatenate(name=f"{name}_cat")([x_t, x_s])
+    mask_hat = _attention_branch(features, channels, 1, f"{name}_hat")
+    mask = _attention_branch(features, channels, channels, name)
+    product = TFOpLayer(
+        function="math.multiply",
+        call_spec={"args": [{"tensor": 0}], "kwargs": {"y": {"tensor": 1}}},
+        name=f"{name}_product",
+    )([mask, mask_hat])
+    return AdaptiveAttention(name=name)([product, x_t, x_s])
 
 
 def _fuse(kind: str, x_t, x_s, name: str):
@@ -114,17 +140,13 @@ def _fuse(kind: str, x_t, x_s, name: str):
         return layers.Concatenate(name=name)([x_t, x_s])
     if kind == "add":
         return layers.Add(name=name)([x_t, x_s])
-    if kind in ("affa", "do_affa"):
-        hidden, mask = _attention_mask(x_t, x_s, f"{name}_affa")
-        if kind == "do_affa":
-            occlusion = _conv(1, 1, f"{name}_occlusion", activation="sigmoid")(hidden)
-            mask = layers.Multiply(name=f"{name}_mask_product")([mask, occlusion])
-        return AdaptiveAttention(name=name)([mask, x_t, x_s])
-    if kind == "d_affa":
-        _, mask = _attention_mask(x_t, x_s, f"{name}_affa1")
-        first = AdaptiveAttention(name=f"{name}_1")([mask, x_t, x_s])
-        _, mask = _attention_mask(x_t, first, f"{name}_affa2")
-        return AdaptiveAttention(name=name)([mask, x_t, first])
+    if kind == "affa":
+        return _affa(x_t, x_s, name)
+    if kind == "do_affa":
+        return _double_affa(x_t, x_s, name)
+    if kind == "d_affa":  # affa twice, the second on (x_t, the first's result)
+        first = _affa(x_t, x_s, f"{name}_0")
+        return _affa(x_t, first, f"{name}_1")
     raise ValueError(f"unknown fusion type {kind!r}")
 
 

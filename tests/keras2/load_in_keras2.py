@@ -41,7 +41,8 @@ args = sys.argv[1:]
 for model_path, inputs_path, out_path in zip(args[0::3], args[1::3], args[2::3], strict=True):
     model = tf.keras.models.load_model(model_path, custom_objects=CUSTOM, compile=False)
     data = np.load(inputs_path)
-    np.savez(out_path, y=model([data["x"], data["z"]]).numpy())
+    inputs = [data["x"], data["z"]] if "z" in data.files else data["x"]  # a generator, or a discriminator
+    np.savez(out_path, y=model(inputs).numpy())
 import keras  # noqa: E402  (Keras 2 under TF 2.15)
 
 print("keras", keras.__version__)
