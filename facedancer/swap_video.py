@@ -92,6 +92,11 @@ def swap_video(
                 bar.close()
                 if stats["frames"] == 0:
                     raise VideoError(f"{info.path}: the video has no frames")
+                if max_frames is None and not info.variable_rate and stats["frames"] < expected:
+                    raise VideoError(
+                        f"{info.path}: only {stats['frames']} of its {expected} frames could be decoded "
+                        "(a damaged file); re-export or re-copy it"
+                    )
             if info.audio_codec:
                 mux_audio(video_tmp, info, final_tmp, trim_to_video=options.length < 1.0)
             else:
