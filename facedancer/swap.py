@@ -40,6 +40,7 @@ class SwapOptions:
     precision: str = "auto"
     feather: float = 0.08
     rewrite_graph: bool = True
+    selector: str = "dlib"  # who is who (--select reference, tracks): dlib's descriptor or the swap's ArcFace
 
     def __post_init__(self):
         if self.select not in SELECT_MODES:
@@ -48,6 +49,10 @@ class SwapOptions:
             raise FaceDancerError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.batch_size < 1:
             raise FaceDancerError(f"--batch_size must be at least 1, got {self.batch_size}")
+        from facedancer.selection import SELECTORS
+
+        if self.selector not in SELECTORS:
+            raise FaceDancerError(f"--selector must be one of {', '.join(SELECTORS)}, got {self.selector!r}")
 
 
 def resolve_precision(precision: str) -> str:
@@ -108,8 +113,9 @@ class FaceSwapper:
             input_signature=[tf.TensorSpec([None, self.identity_size, self.identity_size, 3], tf.float32)],
         )
         self.source: np.ndarray | None = None
-        self.reference: np.ndarray | None = None
+        self.reference: np.ndarray | None = None  # in the space of `descriptor` (options.selector)
         self.mask = crop_mask(self.crop_size, self.options.feather)
+        self._descriptor = None
 
     # -- identities ------------------------------------------------------------------------------
 
@@ -147,12 +153,52 @@ class FaceSwapper:
         )
         return self.source
 
+    @property
+    def descriptor(self):
+        """What tells people apart for --select reference and tracks (options.selector), made on first use."""
+        if self._descriptor is None:
+            from facedancer.selection import make_descriptor
+
+            self._descriptor = make_descriptor(self.options.selector, self)
+        return self._descriptor
+
     def set_reference(self, photos) -> np.ndarray:
-        """For --select reference: only faces within reference_distance of these photos' identity are swapped."""
-        self.reference = self._identity_of_photos(
-            photos if isinstance(photos, (list, tuple)) else [photos], "reference"
-        )
+        """For --select reference: only faces within reference_distance of these photos' identity (the mean
+        descriptor of the largest face of each photo) are swapped."""
+        vectors = []
+        for photo in photos if isinstance(photos, (list, tuple)) else [photos]:
+            image = read_image(photo) if isinstance(photo, (str, Path)) else np.asarray(photo)
+            faces = self.detect(image)
+            if not faces:
+                name = photo if isinstance(photo, (str, Path)) else "the given image"
+                raise NoFaceError(f"no face found in reference photo {name}; use a photo with a clearly visible face")
+            vectors.append(self.descriptor.describe(image, faces[:1])[0])
+        if not vectors:
+            raise FaceDancerError("no reference photo given")
+        self.reference = np.mean(vectors, axis=0)
         return self.reference
+
+    def new_tracker(self, smoothing: float):
+        """A FaceTracker for one video, with identity checks through `descriptor`."""
+        from facedancer.selection import identity_check
+        from facedancer.tracking import FaceTracker
+
+        return FaceTracker(smoothing, identity=identity_check(self.descriptor, self.options.reference_distance))
+
+    def track_selection(self):
+        """Per-track face selection for one video (see facedancer.selection.TrackSelection)."""
+        from facedancer.selection import TrackSelection
+
+        reference = self.reference if self.options.select == "reference" else None
+        if self.options.select == "reference" and reference is None:
+            raise FaceDancerError("--select reference needs --reference_face photo(s)")
+        return TrackSelection(
+            self.options.select,
+            self.options.min_face,
+            reference,
+            self.descriptor.distance if reference is not None else None,
+            self.options.reference_distance,
+        )
 
     # -- detection and selection ------------------------------------------------------------------
 
@@ -167,8 +213,8 @@ class FaceSwapper:
         if self.options.select == "reference":
             if self.reference is None:
                 raise FaceDancerError("--select reference needs --reference_face photo(s)")
-            embeddings = self.embed_faces(frame, faces)
-            distances = 1.0 - embeddings @ self.reference
+            vectors = self.descriptor.describe(frame, faces)
+            distances = [self.descriptor.distance(v, self.reference) for v in vectors]
             return [f for f, d in zip(faces, distances, strict=True) if d <= self.options.reference_distance]
         return faces
 

@@ -112,6 +112,7 @@ class FaceTracker:
         self.frame = -1
         self.tracks: list[Track] = []
         self.descriptors_computed = 0  # faces described so far: the cost of identity tracking
+        self.started = 0  # tracks started so far
         self._ids = itertools.count()
         self._signature: np.ndarray | None = None
 
@@ -202,6 +203,7 @@ class FaceTracker:
                 track.box, track.landmarks, track.last_frame = np.asarray(face.box, float), landmarks, now
             else:
                 track = Track(next(self._ids), np.asarray(face.box, float), face.landmarks, now, now)
+                self.started += 1
                 self.tracks.append(track)
             if i in described:
                 track.descriptor, track.described_frame = described[i], now
