@@ -51,6 +51,7 @@ class Track:
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # box centre motion, pixels per frame
     descriptor: np.ndarray | None = None
     described_frame: int = -(10**9)
+    patch: np.ndarray | None = None  # a tiny normalised grey thumbnail of the face: its look, for change checks
 
     def predicted_box(self, frame: int) -> np.ndarray:
         steps = min(frame - self.last_frame, 5)  # a short extrapolation; a long-hidden face is found by identity
@@ -68,6 +69,22 @@ class TrackedFace:
     face: Face
     track: Track
     detected: bool = True  # False: carried forward without a detection (FaceTracker.carry)
+
+
+def _face_patch(frame: np.ndarray | None, face: Face) -> np.ndarray | None:
+    """16x16 grey thumbnail of the face box, zero mean and unit spread: compares looks, not lighting."""
+    if frame is None or frame.ndim != 3:
+        return None
+    import cv2
+
+    height, width = frame.shape[:2]
+    x1, y1, x2, y2 = (int(round(v)) for v in face.box)
+    x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)
+    if x2 - x1 < 2 or y2 - y1 < 2:
+        return None
+    grey = cv2.cvtColor(np.ascontiguousarray(frame[y1:y2, x1:x2, :3]), cv2.COLOR_RGB2GRAY)
+    patch = cv2.resize(grey, (16, 16), interpolation=cv2.INTER_AREA).astype(np.float32)
+    return (patch - patch.mean()) / (patch.std() + 1e-6)
 
 
 def _scene_signature(frame: np.ndarray | None) -> np.ndarray | None:
@@ -99,6 +116,7 @@ class FaceTracker:
         identity: IdentityCheck | None = None,
         refresh_every: int = 12,
         cut_threshold: float = 40.0,
+        look_change: float = 0.5,
     ):
         if not 0.0 <= smoothing < 1.0:
             raise ValueError(f"smoothing strength must be in [0, 1), got {smoothing}")
@@ -109,6 +127,7 @@ class FaceTracker:
         self.identity = identity
         self.refresh_every = max(1, refresh_every)
         self.cut_threshold = cut_threshold
+        self.look_change = look_change  # a face's thumbnail changing more than this in one frame: check who it is
         self.frame = -1
         self.tracks: list[Track] = []
         self.descriptors_computed = 0  # faces described so far: the cost of identity tracking
@@ -151,8 +170,16 @@ class FaceTracker:
         overlap = np.array([[iou(f.box, p) for p in predicted] for f in faces]).reshape(len(faces), len(tracks))
         near = overlap > 0.0
 
-        # Which faces need a descriptor: new or returning faces, ambiguous overlaps, stale tracks, cuts.
+        # Which faces need a descriptor: new or returning faces, ambiguous overlaps, stale tracks, cuts, and a
+        # face whose look changed at once (a cut to another person in the same place).
         wanted: set[int] = set()
+        patches = [_face_patch(frame, f) for f in faces] if self.identity is not None else [None] * len(faces)
+
+        def look_changed(i: int, track: Track) -> bool:
+            if patches[i] is None or track.patch is None:
+                return False
+            return float(np.abs(patches[i] - track.patch).mean()) > self.look_change
+
         if self.identity is not None:
             for i in range(len(faces)):
                 candidates = np.flatnonzero(overlap[i] >= self.match_iou)
@@ -164,6 +191,7 @@ class FaceTracker:
                     or tracks[candidates[0]].last_frame != now - 1
                     or tracks[candidates[0]].descriptor is None
                     or now - tracks[candidates[0]].described_frame >= self.refresh_every
+                    or look_changed(i, tracks[candidates[0]])
                 ):
                     wanted.add(i)
         described = self._describe(frame, faces, wanted)
@@ -207,6 +235,7 @@ class FaceTracker:
                 self.tracks.append(track)
             if i in described:
                 track.descriptor, track.described_frame = described[i], now
+            track.patch = patches[i]
             out.append(TrackedFace(replace(face, landmarks=track.landmarks), track))
         return out
 

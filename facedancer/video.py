@@ -199,6 +199,7 @@ def read_frames(
     shape = (info.height, info.width, 3)
     buffer = frames_ahead(info, buffer)
     timing = ["-fps_mode", "cfr", "-r", f"{info.fps:.6f}"] if info.variable_rate else ["-fps_mode", "passthrough"]
+    timing += ["-xerror"]  # a damaged frame stops decoding with an error instead of a shorter video
 
     def decode() -> Iterator[np.ndarray]:
         gen = imageio_ffmpeg.read_frames(str(info.path), pix_fmt="rgb24", output_params=timing)
@@ -217,7 +218,11 @@ def read_frames(
     try:
         yield from ahead(decode(), depth=buffer)
     except (OSError, RuntimeError) as exc:
-        raise VideoError(f"{info.path}: decoding failed ({exc})") from exc
+        detail = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reason = next((line for line in detail if "@" in line or "rror" in line), detail[-1] if detail else "")
+        raise VideoError(
+            f"{info.path}: decoding failed, the file is damaged ({reason[-160:]}); re-export or re-copy it"
+        ) from exc
 
 
 class FrameWriter:

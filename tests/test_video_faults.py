@@ -171,7 +171,7 @@ def test_rotated_phone_video_odd_size_and_audio_mp4_cannot_hold(swapper, photos,
     phone = tmp_path / "phone.mkv"
     ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
     args = ["-y", "-loglevel", "error", "-display_rotation", "90", "-i", plain, "-f", "lavfi"]
-    args += ["-i", "sine=duration=0.8333", "-c:v", "copy", "-c:a", "pcm_alaw", "-shortest", phone]
+    args += ["-i", "sine=duration=1", "-c:v", "copy", "-c:a", "pcm_alaw", phone]
     subprocess.run([ffmpeg, *map(str, args)], check=True)
     out = tmp_path / "phone_out.mp4"
     stats = _swap(swapper, phone, out)
@@ -208,12 +208,22 @@ def _damaged(video: Path, tmp_path: Path, how: str) -> Path:
     return bad
 
 
-@pytest.mark.parametrize("case", ["truncated", "corrupt", "missing_folder", "read_only_folder"])
+def test_damaged_frames_stop_the_run_with_one_line_and_nothing_written(swapper, crossing, tmp_path):
+    from facedancer.video import VideoError
+
+    video, out = _damaged(crossing[0], tmp_path, "corrupt"), tmp_path / "out.mp4"
+    with pytest.raises(VideoError, match="damaged") as error:
+        _swap(swapper, video, out)
+    assert "\n" not in str(error.value)
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
+
+
+@pytest.mark.parametrize("case", ["truncated", "missing_folder", "read_only_folder"])
 def test_unusable_input_or_output_one_line_error_before_any_work(case, crossing, photos, tmp_path, caplog):
     video, out = crossing[0], tmp_path / "out.mp4"
-    if case in ("truncated", "corrupt"):
+    if case == "truncated":
         video = _damaged(video, tmp_path, case)
-        expected = "damaged or truncated"
+        expected = "not a readable video"  # the index (moov) at the end of the file is gone
     elif case == "missing_folder":
         out = tmp_path / "no" / "such" / "out.mp4"
         expected = "does not exist"
