@@ -164,7 +164,7 @@ class FaceTracker:
         cut = seen_cut if cut is None else cut
         if cut and self.identity is None:
             self.tracks = []  # nothing can tell who is who across a cut
-        self.tracks = [t for t in self.tracks if now - t.last_frame <= self.max_missing]
+        self.tracks = [t for t in self.tracks if now - t.last_frame - 1 <= self.max_missing]
         tracks = self.tracks
         predicted = [t.predicted_box(now) for t in tracks]
         overlap = np.array([[iou(f.box, p) for p in predicted] for f in faces]).reshape(len(faces), len(tracks))
@@ -242,7 +242,7 @@ class FaceTracker:
     def carry(self) -> list[TrackedFace]:
         """Advance one frame without detections: every live track moves on by its velocity."""
         self.frame += 1
-        self.tracks = [t for t in self.tracks if self.frame - t.last_frame <= self.max_missing]
+        self.tracks = [t for t in self.tracks if self.frame - t.last_frame - 1 <= self.max_missing]
         out = []
         for track in self.tracks:
             shift = track.velocity
