@@ -51,6 +51,7 @@ class Track:
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # box centre motion, pixels per frame
     descriptor: np.ndarray | None = None
     described_frame: int = -(10**9)
+    drift: np.ndarray = field(default_factory=lambda: np.zeros(2))  # landmark motion, pixels per frame
     patch: np.ndarray | None = None  # a tiny normalised grey thumbnail of the face: its look, for change checks
 
     def predicted_box(self, frame: int) -> np.ndarray:
@@ -69,6 +70,7 @@ class TrackedFace:
     face: Face
     track: Track
     detected: bool = True  # False: carried forward without a detection (FaceTracker.carry)
+    prior: np.ndarray | None = None  # the track's prediction mixed into the landmarks (None: not smoothed)
 
 
 def _face_patch(frame: np.ndarray | None, face: Face) -> np.ndarray | None:
@@ -219,12 +221,24 @@ class FaceTracker:
 
         out = []
         for i, face in enumerate(faces):
-            if i in face_track:
+            matched = i in face_track
+            prior = None
+            if matched:
                 track = tracks[face_track[i]]
-                landmarks = face.landmarks
+                landmarks, prior = face.landmarks, None
                 steady = not cut and track.last_frame == now - 1
-                if steady and np.abs(face.landmarks - track.landmarks).max() < self.reset_fraction * face.size:
-                    landmarks = self.smoothing * track.landmarks + (1.0 - self.smoothing) * face.landmarks
+                if steady:
+                    # alpha-beta filter: predict with the track's motion, so a moving face is smoothed without lag
+                    guess = track.landmarks + track.drift
+                    error = face.landmarks - guess
+                    if self.smoothing > 0 and np.abs(error).max() < self.reset_fraction * face.size:
+                        prior, gain = guess, 1.0 - self.smoothing
+                        landmarks = self.smoothing * guess + gain * face.landmarks
+                        track.drift = track.drift + gain * gain / (2.0 - gain) * error.mean(0)
+                    else:
+                        track.drift = (face.landmarks - track.landmarks).mean(0)
+                else:
+                    track.drift = np.zeros(2)
                 centre_move = (face.box[:2] + face.box[2:] - track.box[:2] - track.box[2:]) / 2
                 steps = max(now - track.last_frame, 1)
                 track.velocity = 0.5 * track.velocity + 0.5 * centre_move / steps if steady else np.zeros(2)
@@ -236,7 +250,7 @@ class FaceTracker:
             if i in described:
                 track.descriptor, track.described_frame = described[i], now
             track.patch = patches[i]
-            out.append(TrackedFace(replace(face, landmarks=track.landmarks), track))
+            out.append(TrackedFace(replace(face, landmarks=track.landmarks), track, prior=prior))
         return out
 
     def carry(self) -> list[TrackedFace]:
@@ -247,7 +261,7 @@ class FaceTracker:
         for track in self.tracks:
             shift = track.velocity
             track.box = track.box + np.tile(shift, 2)
-            track.landmarks = track.landmarks + shift
+            track.landmarks = track.landmarks + track.drift
             track.last_frame = self.frame
             face = Face(box=track.box.copy(), landmarks=track.landmarks.copy(), score=0.0)
             out.append(TrackedFace(face, track, detected=False))

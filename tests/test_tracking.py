@@ -91,11 +91,13 @@ def _check_sequence(frames, tracker: FaceTracker, one_person_per_track: bool):
             np.testing.assert_array_equal(tracked.face.box, face.box)
             assert tracked.face.score == face.score
             own = tracked.face.landmarks
-            mixed = previous.get(tracked.track.id)
-            ok = np.allclose(own, face.landmarks)
-            if mixed is not None:
-                ok = ok or np.allclose(own, smoothing * mixed + (1 - smoothing) * face.landmarks)
-            assert ok, "landmarks mixed with something other than this face and its own track"
+            if tracked.prior is None:
+                np.testing.assert_allclose(own, face.landmarks)
+            else:  # mixed with its own track's prediction: the track was shown in the previous frame
+                assert tracked.track.id in previous, "landmarks mixed with a track absent from the last frame"
+                np.testing.assert_allclose(own, smoothing * tracked.prior + (1 - smoothing) * face.landmarks)
+                shift = tracked.prior - previous[tracked.track.id]  # the prediction moves the track's landmarks
+                np.testing.assert_allclose(shift, np.broadcast_to(shift[0], shift.shape), atol=1e-9)
             current[tracked.track.id] = own
             if one_person_per_track:
                 assert owner.setdefault(tracked.track.id, person) == person, "a track changed person"
