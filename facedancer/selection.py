@@ -84,7 +84,7 @@ class TrackSelection:
         self.chosen: Track | None = None
 
     def is_reference(self, track: Track) -> bool:
-        return track.descriptor is not None and self.distance(track.descriptor, self.reference) <= self.threshold
+        return bool(track.gallery) and track.distance_to(self.reference, self.distance) <= self.threshold
 
     def __call__(self, tracked: Sequence[TrackedFace], live: Sequence[Track]) -> list[Face]:
         big = [t for t in tracked if t.face.size >= self.min_face]

@@ -49,7 +49,7 @@ class Track:
     last_frame: int
     first_frame: int
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # box centre motion, pixels per frame
-    descriptor: np.ndarray | None = None
+    gallery: list[np.ndarray] = field(default_factory=list)  # descriptors of this person: first + latest views
     described_frame: int = -(10**9)
     drift: np.ndarray = field(default_factory=lambda: np.zeros(2))  # landmark motion, pixels per frame
     patch: np.ndarray | None = None  # a tiny normalised grey thumbnail of the face: its look, for change checks
@@ -57,6 +57,18 @@ class Track:
     def predicted_box(self, frame: int) -> np.ndarray:
         steps = min(frame - self.last_frame, 5)  # a short extrapolation; a long-hidden face is found by identity
         return self.box + np.tile(self.velocity * steps, 2)
+
+    @property
+    def descriptor(self) -> np.ndarray | None:
+        return self.gallery[-1] if self.gallery else None
+
+    def remember(self, descriptor: np.ndarray, keep: int = 8) -> None:
+        """Keep the first view and the latest ones: a half-hidden view must not replace the person's face."""
+        self.gallery = ([*self.gallery[:1], *self.gallery[1:][-(keep - 2) :]] if self.gallery else []) + [descriptor]
+
+    def distance_to(self, descriptor: np.ndarray, distance) -> float:
+        """The closest of this track's views to `descriptor`."""
+        return min(distance(descriptor, view) for view in self.gallery)
 
     @property
     def size(self) -> float:
@@ -182,6 +194,7 @@ class FaceTracker:
                 return False
             return float(np.abs(patches[i] - track.patch).mean()) > self.look_change
 
+        lost = any(t.last_frame < now - 1 and t.descriptor is not None for t in tracks)
         if self.identity is not None:
             for i in range(len(faces)):
                 candidates = np.flatnonzero(overlap[i] >= self.match_iou)
@@ -194,6 +207,7 @@ class FaceTracker:
                     or tracks[candidates[0]].descriptor is None
                     or now - tracks[candidates[0]].described_frame >= self.refresh_every
                     or look_changed(i, tracks[candidates[0]])
+                    or (lost and now - tracks[candidates[0]].first_frame < self.refresh_every)
                 ):
                     wanted.add(i)
         described = self._describe(frame, faces, wanted)
@@ -204,7 +218,7 @@ class FaceTracker:
             track, score = tracks[j], overlap[i, j]
             known = i in described and track.descriptor is not None
             if known:
-                distance = self.identity.distance(described[i], track.descriptor)
+                distance = track.distance_to(described[i], self.identity.distance)
                 if distance > self.identity.threshold:
                     continue  # another person: never share a track
                 score += 1.0 + (self.identity.threshold - distance) / max(self.identity.threshold, 1e-9)
@@ -218,6 +232,27 @@ class FaceTracker:
             if i not in face_track and j not in used:
                 face_track[i] = j
                 used.add(j)
+
+        # A young track (begun while its person was half hidden, too unlike their own track then) gives its
+        # face back to the older track of the same person once the descriptor says so.
+        dropped: list[Track] = []
+        for i, j in sorted(face_track.items()):
+            young = tracks[j]
+            if i not in described or now - young.first_frame >= self.refresh_every:
+                continue
+            older = [
+                (t.distance_to(described[i], self.identity.distance), k)
+                for k, t in enumerate(tracks)
+                if k not in used and t.first_frame < young.first_frame and t.descriptor is not None
+            ]
+            older = [(d, k) for d, k in older if d <= self.identity.threshold]
+            if older:
+                k = min(older)[1]
+                face_track[i] = k
+                used.add(k)
+                used.discard(j)
+                dropped.append(young)
+        self.tracks = [t for t in self.tracks if not any(t is d for d in dropped)]
 
         out = []
         for i, face in enumerate(faces):
@@ -248,7 +283,8 @@ class FaceTracker:
                 self.started += 1
                 self.tracks.append(track)
             if i in described:
-                track.descriptor, track.described_frame = described[i], now
+                track.remember(described[i])
+                track.described_frame = now
             track.patch = patches[i]
             out.append(TrackedFace(replace(face, landmarks=track.landmarks), track, prior=prior))
         return out
