@@ -11,10 +11,12 @@ from facedancer.alignment import invert, template, transform_points, warp
 
 @functools.lru_cache(maxsize=8)
 def crop_mask(size: int, feather: float = 0.08) -> np.ndarray:
-    """Soft mask (size x size, float32 in [0, 1]) of the face in an aligned crop.
+    """Soft mask (size x size, float32 in [0, 1]) of the face in an aligned crop; exactly 0 along the border.
 
-    An ellipse through the template's eye and mouth points (forehead to chin, cheek to cheek),
-    feathered by a Gaussian of `feather` × size, so the seam fades into the original skin.
+    An ellipse through the template's eye and mouth points (forehead to chin, cheek to cheek), clipped to
+    the crop and feathered by a Gaussian of `feather` × size so the seam fades into the original skin, then
+    faded to zero over a band at the crop's edge: the crop's border never shows as a line, whatever the
+    feather, crop size or face placement (the original's blurred rectangle also stays inside the crop).
     """
     import cv2
 
@@ -26,8 +28,18 @@ def crop_mask(size: int, feather: float = 0.08) -> np.ndarray:
     mask = np.zeros((size, size), np.float32)
     cv2.ellipse(mask, (int(round(centre[0])), int(round(centre[1]))), axes, 0, 0, 360, 1.0, -1)
     sigma = max(feather * size, 0.5)
-    mask = cv2.GaussianBlur(mask, (0, 0), sigma)
-    return np.clip(mask / max(mask.max(), 1e-6), 0.0, 1.0)
+    mask = cv2.GaussianBlur(mask, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
+    mask = mask / max(mask.max(), 1e-6)
+    return np.clip(mask * border_fade(size), 0.0, 1.0).astype(np.float32)
+
+
+def border_fade(size: int, zero: float = 0.03, ramp: float = 0.06) -> np.ndarray:
+    """1 inside, 0 on a band of `zero` × size at each edge, with a smooth ramp of `ramp` × size between."""
+    distance = np.minimum(np.arange(size), np.arange(size)[::-1]).astype(np.float32)
+    band, width = max(2.0, zero * size), max(2.0, ramp * size)
+    t = np.clip((distance - band) / width, 0.0, 1.0)
+    fade = t * t * (3 - 2 * t)  # smoothstep: no visible edge where the ramp starts or ends
+    return np.outer(fade, fade)
 
 
 def match_colour(generated: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> np.ndarray:

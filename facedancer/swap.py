@@ -45,6 +45,7 @@ class SwapOptions:
     anonymize: float | None = None  # percent towards a fixed synthetic identity; no source needed
     runtime: str = "tensorflow"
     calibration_dir: str | None = None
+    selector: str = "dlib"  # who is who (--select reference, tracks): dlib's descriptor or the swap's ArcFace
 
     def __post_init__(self):
         if self.select not in SELECT_MODES:
@@ -56,6 +57,10 @@ class SwapOptions:
         if self.batch_size < 1:
             raise FaceDancerError(f"--batch_size must be at least 1, got {self.batch_size}")
         identity_mix.check(self.identity_strength, self.anonymize)
+        from facedancer.selection import SELECTORS
+
+        if self.selector not in SELECTORS:
+            raise FaceDancerError(f"--selector must be one of {', '.join(SELECTORS)}, got {self.selector!r}")
 
 
 def resolve_precision(precision: str) -> str:
@@ -95,8 +100,9 @@ class FaceSwapper:
             input_signature=[tf.TensorSpec([None, self.identity_size, self.identity_size, 3], tf.float32)],
         )
         self.source: np.ndarray | None = None
-        self.reference: np.ndarray | None = None
+        self.reference: np.ndarray | None = None  # in the space of `descriptor` (options.selector)
         self.mask = crop_mask(self.crop_size, self.options.feather)
+        self._descriptor = None
         self._generate = self._generator_runner(generator if isinstance(generator, (str, Path)) else None)
         self.precision, self.runtime = self._generate.precision, self._generate.runtime
         log.debug("generator: %s", self._generate.describe())
@@ -155,12 +161,52 @@ class FaceSwapper:
         )
         return self.source
 
+    @property
+    def descriptor(self):
+        """What tells people apart for --select reference and tracks (options.selector), made on first use."""
+        if self._descriptor is None:
+            from facedancer.selection import make_descriptor
+
+            self._descriptor = make_descriptor(self.options.selector, self)
+        return self._descriptor
+
     def set_reference(self, photos) -> np.ndarray:
-        """For --select reference: only faces within reference_distance of these photos' identity are swapped."""
-        self.reference = self._identity_of_photos(
-            photos if isinstance(photos, (list, tuple)) else [photos], "reference"
-        )
+        """For --select reference: only faces within reference_distance of these photos' identity (the mean
+        descriptor of the largest face of each photo) are swapped."""
+        vectors = []
+        for photo in photos if isinstance(photos, (list, tuple)) else [photos]:
+            image = read_image(photo) if isinstance(photo, (str, Path)) else np.asarray(photo)
+            faces = self.detect(image)
+            if not faces:
+                name = photo if isinstance(photo, (str, Path)) else "the given image"
+                raise NoFaceError(f"no face found in reference photo {name}; use a photo with a clearly visible face")
+            vectors.append(self.descriptor.describe(image, faces[:1])[0])
+        if not vectors:
+            raise FaceDancerError("no reference photo given")
+        self.reference = np.mean(vectors, axis=0)
         return self.reference
+
+    def new_tracker(self, smoothing: float):
+        """A FaceTracker for one video, with identity checks through `descriptor`."""
+        from facedancer.selection import identity_check
+        from facedancer.tracking import FaceTracker
+
+        return FaceTracker(smoothing, identity=identity_check(self.descriptor, self.options.reference_distance))
+
+    def track_selection(self):
+        """Per-track face selection for one video (see facedancer.selection.TrackSelection)."""
+        from facedancer.selection import TrackSelection
+
+        reference = self.reference if self.options.select == "reference" else None
+        if self.options.select == "reference" and reference is None:
+            raise FaceDancerError("--select reference needs --reference_face photo(s)")
+        return TrackSelection(
+            self.options.select,
+            self.options.min_face,
+            reference,
+            self.descriptor.distance if reference is not None else None,
+            self.options.reference_distance,
+        )
 
     # -- detection and selection ------------------------------------------------------------------
 
@@ -175,8 +221,8 @@ class FaceSwapper:
         if self.options.select == "reference":
             if self.reference is None:
                 raise FaceDancerError("--select reference needs --reference_face photo(s)")
-            embeddings = self.embed_faces(frame, faces)
-            distances = 1.0 - embeddings @ self.reference
+            vectors = self.descriptor.describe(frame, faces)
+            distances = [self.descriptor.distance(v, self.reference) for v in vectors]
             return [f for f, d in zip(faces, distances, strict=True) if d <= self.options.reference_distance]
         return faces
 

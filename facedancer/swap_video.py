@@ -1,9 +1,11 @@
-"""Swapping faces through a whole video: decode ► detect ► smooth ► select ► batched generator ► encode ► mux audio."""
+"""Swapping faces through a whole video: decode ► detect ► track (smooth) ► select ► batched generator ► encode ►
+mux audio."""
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from facedancer.atomic import atomic_path
 from facedancer.background import ahead
 from facedancer.errors import FaceDancerError
 from facedancer.tracking import LandmarkSmoother
-from facedancer.video import FrameWriter, VideoError, mux_audio, probe, read_frames
+from facedancer.video import FrameWriter, VideoError, frames_ahead, mux_audio, probe, read_frames
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +28,53 @@ class VideoOptions:
     preset: str = "veryfast"
     smoothing: float = 0.6
     frames_per_batch: int = 8
+    track: bool = True  # identity-aware tracks: selection and smoothing follow people, not boxes
 
     def __post_init__(self):
         if self.sample_rate < 1:
             raise FaceDancerError(f"--sample_rate must be at least 1, got {self.sample_rate}")
         if not 0.0 < self.length <= 1.0:
             raise FaceDancerError(f"--length is a fraction of the video in (0, 1], got {self.length}")
+
+
+def check_output(output: str | Path) -> None:
+    """Fail before any work when the output cannot be written: a missing or read-only folder."""
+    output = Path(output)
+    folder = output.parent
+    if not folder.is_dir():
+        raise FaceDancerError(f"output folder {folder} does not exist; create it or choose another --output")
+    probe_file = folder / f".{output.stem}.write-test-{os.getpid()}"
+    try:
+        probe_file.touch()
+        probe_file.unlink()
+    except OSError as exc:
+        raise FaceDancerError(f"cannot write to {folder} ({exc.strerror}); choose another --output") from exc
+
+
+def clean_stale_temps(output: str | Path) -> list[Path]:
+    """Remove temporary files a killed earlier run left beside `output` (their process is gone)."""
+    output = Path(output)
+    pattern = re.compile(rf"^\.{re.escape(output.stem)}\.tmp-(\d+)(\.video)?{re.escape(output.suffix)}$")
+    removed = []
+    for path in sorted(output.parent.glob(f".{output.stem}.tmp-*")):
+        match = pattern.match(path.name)
+        if match and not _alive(int(match.group(1))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+            log.info("removed %s, left by an interrupted run", path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # a leftover of an earlier process that had our number
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def swap_video(
@@ -43,12 +86,15 @@ def swap_video(
     from facedancer.progress import bar as progress_bar
 
     options = options or VideoOptions()
-    info = probe(source)
     output = Path(output)
+    check_output(output)
+    clean_stale_temps(output)
+    info = probe(source)
     total = info.estimated_frames
     max_frames = None if options.length >= 1.0 else max(1, int(total * options.length / options.sample_rate))
     expected = max_frames or -(-total // options.sample_rate)
-    smoother = LandmarkSmoother(options.smoothing)
+    depth = frames_ahead(info, options.frames_per_batch)  # frames held per queue: fewer for 4K
+    find_faces, tracker = _face_finder(swapper, options)
     stats = {"frames": 0, "faces_swapped": 0, "frames_with_faces": 0}
     width = info.width * 2 if options.compare else info.width
     with atomic_path(output) as final_tmp:
@@ -62,6 +108,7 @@ def swap_video(
                 options.codec,
                 options.crf,
                 options.preset,
+                buffer=depth,
             ) as writer:
                 bar = progress_bar(total=expected, unit="frame", desc="swapping", enabled=progress)
                 pending: list = []
@@ -74,31 +121,35 @@ def swap_video(
                     bar.update(len(pending))
                     pending.clear()
 
-                frames = read_frames(info, every=options.sample_rate, max_frames=max_frames)
+                frames = read_frames(info, every=options.sample_rate, max_frames=max_frames, buffer=depth)
                 # Detection of the next frames overlaps the generator's work on the current batch.
-                detected = ahead(
-                    frames,
-                    lambda frame: (frame, swapper.select(frame, smoother(swapper.detect(frame)))),
-                    depth=options.frames_per_batch,
-                )
+                detected = ahead(frames, lambda frame: (frame, find_faces(frame)), depth=depth)
                 for frame, faces in detected:
                     stats["frames"] += 1
                     stats["faces_swapped"] += len(faces)
                     stats["frames_with_faces"] += bool(faces)
                     pending.append((frame, faces))
-                    if len(pending) >= options.frames_per_batch:
+                    if len(pending) >= depth:
                         flush()
                 if pending:
                     flush()
                 bar.close()
                 if stats["frames"] == 0:
                     raise VideoError(f"{info.path}: the video has no frames")
+                if max_frames is None and not info.variable_rate and stats["frames"] < expected:
+                    raise VideoError(
+                        f"{info.path}: only {stats['frames']} of its {expected} frames could be decoded "
+                        "(a damaged file); re-export or re-copy it"
+                    )
             if info.audio_codec:
                 mux_audio(video_tmp, info, final_tmp, trim_to_video=options.length < 1.0)
             else:
                 os.replace(video_tmp, final_tmp)
         finally:
             video_tmp.unlink(missing_ok=True)
+    if tracker is not None:
+        stats["tracks"] = tracker.started
+        stats["faces_described"] = tracker.descriptors_computed
     log.info(
         "%s: %d frames, %d faces swapped%s",
         output,
@@ -107,3 +158,17 @@ def swap_video(
         "" if info.audio_codec else " (the input has no audio)",
     )
     return stats
+
+
+def _face_finder(swapper, options: VideoOptions):
+    """frame -> faces to swap, and the tracker (None with --no-track: per-frame selection, overlap smoothing)."""
+    if not options.track:
+        smoother = LandmarkSmoother(options.smoothing)
+        return (lambda frame: swapper.select(frame, smoother(swapper.detect(frame), frame))), None
+    tracker = swapper.new_tracker(options.smoothing)
+    selection = swapper.track_selection()
+
+    def find(frame):
+        return selection(tracker.update(frame, swapper.detect(frame)), tracker.tracks)
+
+    return find, tracker

@@ -30,15 +30,19 @@ class VideoError(FaceDancerError):
 @dataclass(frozen=True)
 class VideoInfo:
     path: Path
-    width: int
+    width: int  # as displayed: after the rotation in the file's metadata
     height: int
-    fps: float
+    fps: float  # the exact rate of a constant-rate file (e.g. 24000/1001), else the container's average
     duration: float
     codec: str
     audio_codec: str | None
+    frames: int = 0  # video packets in the file (0: unknown)
+    variable_rate: bool = False  # frame intervals really vary: decoding resamples to `fps`
 
     @property
     def estimated_frames(self) -> int:
+        if self.frames and not self.variable_rate:
+            return self.frames
         return max(1, round(self.fps * self.duration))
 
 
@@ -48,8 +52,77 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+_NO_PTS = -9223372036854775808
+# Frame rates cameras and editors write; a measured rate within 0.2 % of one of them is taken to be it.
+_COMMON_RATES = (24000 / 1001, 24.0, 25.0, 30000 / 1001, 30.0, 48.0, 50.0, 60000 / 1001, 60.0, 120.0)
+
+
+def _avi_declared_frames(path: Path) -> int | None:
+    """dwLength of an AVI's video stream header: the frames the file should hold (its index may be gone)."""
+    with open(path, "rb") as f:
+        head = f.read(8192)
+    if head[:4] != b"RIFF":
+        return None
+    at = head.find(b"strh")
+    while at >= 0 and head[at + 8 : at + 12] != b"vids":
+        at = head.find(b"strh", at + 4)
+    if at < 0 or len(head) < at + 44:
+        return None
+    return int.from_bytes(head[at + 40 : at + 44], "little")  # after "strh", size, type, handler, ..., dwStart
+
+
+def scan_frames(path: Path) -> tuple[np.ndarray, list[str]]:
+    """Presentation times (seconds, sorted) of every video packet, read without decoding, and the errors the
+    demuxer reported (a truncated or damaged file)."""
+    from fractions import Fraction
+
+    result = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", str(path), "-map", "0:v:0", "-c", "copy"]
+        + ["-f", "framecrc", "-"],
+        capture_output=True,
+        text=True,
+    )
+    base, ticks = Fraction(1), []
+    for line in result.stdout.splitlines():
+        if line.startswith("#tb 0:"):
+            base = Fraction(line.split(":", 1)[1].strip())
+        elif line and not line.startswith("#"):
+            fields = [v.strip() for v in line.split(",")]
+            if fields[0] == "0" and len(fields) >= 3:
+                dts, pts = int(fields[1]), int(fields[2])
+                ticks.append(pts if pts != _NO_PTS else dts)
+    errors = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+    if result.returncode != 0 and not errors:
+        errors = [f"ffmpeg exit status {result.returncode}"]
+    return np.sort(np.array(ticks, np.float64)) * float(base), errors
+
+
+def constant_rate(times: np.ndarray) -> float | None:
+    """The frame rate of evenly spaced times (within a quarter frame of a straight line), else None.
+
+    The first frame is left out of the fit: AVI files with B-frames start with an empty packet, a one-frame
+    gap after the first frame that decoders do not show.
+    """
+    times = times[1:]
+    if len(times) < 2 or times[-1] <= times[0]:
+        return None
+    step = (times[-1] - times[0]) / (len(times) - 1)
+    drift = np.abs(times - (times[0] + step * np.arange(len(times)))).max()
+    if drift > 0.25 * step + 1e-6:
+        return None
+    rate = 1.0 / step
+
+    def misfit(r: float) -> float:  # how far the times are from frames at exactly r per second
+        ideal = np.arange(len(times)) / r
+        return float(np.abs(times - ideal - np.median(times - ideal)).max())
+
+    close = [r for r in _COMMON_RATES if abs(rate - r) <= 0.003 * r]  # containers round times to ticks
+    return min(close, key=misfit) if close else rate
+
+
 def probe(path: str | Path) -> VideoInfo:
-    """Size, frame rate, duration and codecs; VideoError for a missing or unreadable file."""
+    """Size, frame rate, frame count, duration and codecs; VideoError for a missing, unreadable, truncated
+    or damaged file."""
     import imageio_ffmpeg
 
     path = Path(path)
@@ -65,15 +138,36 @@ def probe(path: str | Path) -> VideoInfo:
     width, height = meta.get("size") or (0, 0)
     if not width or not meta.get("fps"):
         raise VideoError(f"{path}: no video stream")
+    times, errors = scan_frames(path)
+    if errors:
+        raise VideoError(f"{path}: the file is damaged or truncated ({errors[0][-160:]}); re-export or re-copy it")
+    declared = _avi_declared_frames(path) if path.suffix.lower() == ".avi" else None
+    if declared and len(times) < declared - max(2, declared // 50):  # the muxer may pad with empty frames
+        raise VideoError(
+            f"{path}: the file is truncated ({len(times)} of its {declared} frames); re-export or re-copy it"
+        )
+    if len(times) == 0:
+        raise VideoError(f"{path}: the video has no frames")
+    rate = constant_rate(times)
     return VideoInfo(
         path,
         int(width),
         int(height),
-        float(meta["fps"]),
+        rate or float(meta["fps"]),
         float(meta.get("duration") or 0.0),
         str(meta.get("codec", "")),
         meta.get("audio_codec") or None,
+        frames=len(times),
+        variable_rate=rate is None and len(times) >= 3,
     )
+
+
+BUFFER_BYTES = 128 * 2**20
+
+
+def frames_ahead(info: VideoInfo, wanted: int) -> int:
+    """How many frames a queue may hold: `wanted`, fewer for big frames (4K: 5), so memory stays bounded."""
+    return max(2, min(wanted, BUFFER_BYTES // max(info.width * info.height * 3, 1)))
 
 
 class _Thread(threading.Thread):
@@ -94,18 +188,21 @@ class _Thread(threading.Thread):
 def read_frames(
     info: VideoInfo, every: int = 1, max_frames: int | None = None, buffer: int = 16
 ) -> Iterator[np.ndarray]:
-    """Decode frames sequentially in a thread (constant memory): RGB uint8 arrays at a constant frame rate.
+    """Decode frames sequentially in a thread (constant memory): RGB uint8 arrays, upright.
 
-    Variable-frame-rate inputs are resampled to their average rate, so audio stays in sync.
+    A constant-rate input gives exactly its frames; a variable-rate one is resampled to its average rate
+    (frames repeated or dropped), so audio stays in sync. At most `buffer` frames, and at most about
+    BUFFER_BYTES, are decoded ahead.
     """
     import imageio_ffmpeg
 
     shape = (info.height, info.width, 3)
+    buffer = frames_ahead(info, buffer)
+    timing = ["-fps_mode", "cfr", "-r", f"{info.fps:.6f}"] if info.variable_rate else ["-fps_mode", "passthrough"]
+    timing += ["-xerror"]  # a damaged frame stops decoding with an error instead of a shorter video
 
     def decode() -> Iterator[np.ndarray]:
-        gen = imageio_ffmpeg.read_frames(
-            str(info.path), pix_fmt="rgb24", output_params=["-fps_mode", "cfr", "-r", f"{info.fps:.6f}"]
-        )
+        gen = imageio_ffmpeg.read_frames(str(info.path), pix_fmt="rgb24", output_params=timing)
         try:
             next(gen)
             kept = 0
@@ -121,7 +218,11 @@ def read_frames(
     try:
         yield from ahead(decode(), depth=buffer)
     except (OSError, RuntimeError) as exc:
-        raise VideoError(f"{info.path}: decoding failed ({exc})") from exc
+        detail = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reason = next((line for line in detail if "@" in line or "rror" in line), detail[-1] if detail else "")
+        raise VideoError(
+            f"{info.path}: decoding failed, the file is damaged ({reason[-160:]}); re-export or re-copy it"
+        ) from exc
 
 
 class FrameWriter:

@@ -131,22 +131,32 @@ def test_image_folder(models, photos, tmp_path):
 
 def test_reference_selection_changes_only_the_chosen_person(models, photos, detector):
     frame = two_people_frames(photos / "obama.jpg", photos / "biden.jpg", count=1)[0]
-    swapper = FaceSwapper(models["generator"], pixel_identity_encoder(), detector)
+    swapper = FaceSwapper(models["generator"], pixel_identity_encoder(), detector, SwapOptions(selector="arcface"))
     swapper.set_source(photos / "obama2.jpg")
     reference = swapper.set_reference(photos / "obama.jpg")
     faces = swapper.detect(frame)
     assert len(faces) == 2
-    distances = 1.0 - swapper.embed_faces(frame, faces) @ reference
+    distances = 1.0 - swapper.embed_faces(frame, faces) @ (reference / np.linalg.norm(reference))
     left = int(np.argmin([f.box[0] for f in faces]))
     assert distances[left] < distances[1 - left]
     threshold = float(distances.mean())
-    swapper.options = SwapOptions(select="reference", reference_distance=threshold)
+    swapper.options = SwapOptions(select="reference", reference_distance=threshold, selector="arcface")
     out = swapper.swap(frame)
     half = frame.shape[1] // 2
     np.testing.assert_array_equal(out[:, half:], frame[:, half:])  # the other person: untouched
     assert np.abs(out[:, :half].astype(float) - frame[:, :half]).mean() > 1.0
     swapper.options = SwapOptions(select="largest")
     assert len(swapper.select(frame, faces)) == 1
+
+
+def test_reference_selection_by_dlib_tells_the_two_men_apart(models, photos, detector):
+    """The default selector: dlib's descriptor, calibrated (same person < 0.6), whatever the swap encoder."""
+    frame = two_people_frames(photos / "biden.jpg", photos / "obama.jpg", count=1)[0]
+    swapper = FaceSwapper(models["generator"], pixel_identity_encoder(), detector, SwapOptions(select="reference"))
+    swapper.set_source(photos / "obama3.jpg")
+    swapper.set_reference([photos / "obama2.jpg", photos / "obama3.jpg"])
+    chosen = swapper.select(frame, swapper.detect(frame))
+    assert len(chosen) == 1 and chosen[0].box[0] > frame.shape[1] // 2  # Obama, on the right
 
 
 def test_landmark_smoothing_steadies_a_still_face(photos, detector):

@@ -34,6 +34,7 @@ def add_parser(sub) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from facedancer.runtime import RUNTIMES
+    from facedancer.selection import SELECTORS
     from facedancer.swap import PRECISIONS, SELECT_MODES, SwapOptions
     from facedancer.swap_video import VideoOptions
 
@@ -87,7 +88,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--reference_distance",
         type=types.float_in(0.0, 2.0),
         default=d.reference_distance,
-        help=f"max identity cosine distance to --reference_face for a face to be swapped ({d.reference_distance})",
+        help="max identity distance to --reference_face for a face to be swapped, and between two sightings of "
+        f"one person in a video: dlib's Euclidean distance, or 1 - cosine with --selector arcface "
+        f"({d.reference_distance})",
+    )
+    g.add_argument(
+        "--selector",
+        choices=SELECTORS,
+        default=d.selector,
+        help="what tells people apart for --select reference and video tracks: dlib's face descriptor "
+        f"(independent of the swap model; same person < 0.6) or the swap's ArcFace encoder ({d.selector})",
+    )
+    g.add_argument(
+        "--track",
+        action=argparse.BooleanOptionalAction,
+        default=v.track,
+        help="videos: follow each person across frames (identity-checked through crossings, occlusions and cuts) "
+        "so --select and smoothing stay with the same person; --no-track decides per frame (default: on)",
     )
     g.add_argument(
         "--min_face",
@@ -103,6 +120,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"detect on a copy downscaled to this longer side; 0 = full size ({d.detect_max_side})",
     )
     g.add_argument("--color_match", action="store_true", help="match the swapped face's colours to the target skin")
+    g.add_argument(
+        "--feather",
+        type=types.FRACTION,
+        default=d.feather,
+        help="blur of the paste mask's edge, as a fraction of the crop size; the mask is 0 on the crop border "
+        f"whatever the value ({d.feather})",
+    )
     g.add_argument(
         "--identity_strength",
         type=float,
@@ -209,6 +233,8 @@ def build_swapper(args: argparse.Namespace):
         anonymize=args.anonymize,
         runtime=args.runtime,
         calibration_dir=args.calibration_dir,
+        selector=args.selector,
+        feather=args.feather,
     )
     start = time.perf_counter()
     log.info("loading the generator, the identity encoder and the face detector …")
@@ -271,6 +297,12 @@ def run(args: argparse.Namespace) -> int:
         return swap_folder(build_swapper(args), target, output)
     if target.suffix.lower() in IMAGE_SUFFIXES:
         return swap_image_file(build_swapper(args), target, output)
+    from facedancer.swap_video import check_output, clean_stale_temps
+    from facedancer.video import probe
+
+    check_output(output)  # before any work: loading models takes a while
+    clean_stale_temps(output)
+    probe(target)  # a truncated or damaged video is refused before the models load
     return swap_video_file(build_swapper(args), target, output, args)
 
 
@@ -321,6 +353,7 @@ def swap_video_file(swapper, target: Path, output: Path, args: argparse.Namespac
         preset=args.preset,
         smoothing=args.smoothing,
         frames_per_batch=args.batch_size,
+        track=args.track,
     )
     swap_video(swapper, target, output, options)
     return 0
