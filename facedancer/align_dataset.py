@@ -31,7 +31,8 @@ REPORT_CSV = "crop_align_skipped.csv"
 @dataclass(frozen=True)
 class AlignOptions:
     im_size: int = 256
-    min_size: int = 128
+    min_size: int = 128  # the original's: skip photos whose width or height is not above it
+    min_face_size: int = 0  # ours: skip faces whose box is smaller (0: off, as the original has no such filter)
     shrink_factor: float = 1.0
     faces: str = "largest"
     score: float = 0.9
@@ -54,7 +55,8 @@ class AlignSummary:
     written: int = 0
     already_done: int = 0
     no_face: int = 0
-    too_small: int = 0
+    small_image: int = 0
+    small_face: int = 0
     multi_face: int = 0
     unreadable: int = 0
     skipped: list[dict] = field(default_factory=list)
@@ -156,6 +158,11 @@ def align_dataset(
             summary.skip(path, "unreadable", str(exc).split(": ", 1)[-1])
             bar.update()
             continue
+        height, width = image.shape[:2]
+        if not (height > options.min_size and width > options.min_size):
+            summary.skip(path, "small-image", f"{width}x{height} px, not above --min_size {options.min_size}")
+            bar.update()
+            continue
         summary.processed += 1
         faces = detector.detect(image, score=options.score, max_side=options.max_side)
         if not faces:
@@ -163,9 +170,13 @@ def align_dataset(
         elif options.faces == "skip-multi" and len(faces) > 1:
             summary.skip(path, "multi-face", f"{len(faces)} faces")
         else:
-            chosen = [f for f in _select(faces, options.faces) if f.size >= options.min_size]
+            chosen = [f for f in _select(faces, options.faces) if f.size >= options.min_face_size]
             if not chosen:
-                summary.skip(path, "too-small", f"largest face {faces[0].size:.0f}px < --min_size {options.min_size}")
+                summary.skip(
+                    path,
+                    "small-face",
+                    f"largest face {faces[0].size:.0f}px < --min_face_size {options.min_face_size}",
+                )
             else:
                 for out, face in zip(
                     output_paths(target_dir, relative, len(chosen), options.faces), chosen, strict=True

@@ -24,6 +24,11 @@ SELECT_MODES = ("all", "largest", "reference")
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 
+def unit(vectors: np.ndarray) -> np.ndarray:
+    """Vectors scaled to unit length along the last axis (cosine comparisons of identities)."""
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+
+
 class NoFaceError(FaceDancerError):
     """A photo that must show a face (source, reference) shows none."""
 
@@ -40,6 +45,7 @@ class SwapOptions:
     precision: str = "auto"
     feather: float = 0.08
     rewrite_graph: bool = True
+    normalize_identity: bool = False  # a deviation: for generators trained with --normalize_identity
 
     def __post_init__(self):
         if self.select not in SELECT_MODES:
@@ -103,8 +109,9 @@ class FaceSwapper:
                 tf.TensorSpec([None, 512], tf.float32),
             ],
         )
+        # ArcFace's raw output, as the original's swap_func.py feeds the generator (not unit length)
         self._embed_fn = tf.function(
-            lambda x: tf.math.l2_normalize(tf.cast(self.identity(x, training=False), tf.float32), axis=-1),
+            lambda x: tf.cast(self.identity(x, training=False), tf.float32),
             input_signature=[tf.TensorSpec([None, self.identity_size, self.identity_size, 3], tf.float32)],
         )
         self.source: np.ndarray | None = None
@@ -114,13 +121,14 @@ class FaceSwapper:
     # -- identities ------------------------------------------------------------------------------
 
     def embed_faces(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
-        """Unit ArcFace embeddings (N, 512) of faces in an image, aligned at the encoder's size."""
+        """Raw ArcFace embeddings (N, 512) of faces in an image, aligned at the encoder's size."""
         if not faces:
             return np.zeros((0, 512), np.float32)
         crops = np.stack([align(image, f.landmarks, self.identity_size)[0] for f in faces]).astype(np.float32)
         return self._embed_fn(crops / 255.0).numpy()
 
-    def _identity_of_photos(self, photos, what: str, aligned: bool = False) -> np.ndarray:
+    def _embeddings_of_photos(self, photos, what: str, aligned: bool = False) -> np.ndarray:
+        """Raw embeddings (N, 512) of the largest face of each photo (or of each pre-aligned crop)."""
         import cv2
 
         embeddings = []
@@ -137,21 +145,25 @@ class FaceSwapper:
             embeddings.append(self.embed_faces(image, faces[:1])[0])
         if not embeddings:
             raise FaceDancerError(f"no {what} photo given")
-        mean = np.mean(embeddings, axis=0)
-        return (mean / max(np.linalg.norm(mean), 1e-12)).astype(np.float32)
+        return np.stack(embeddings).astype(np.float32)
 
     def set_source(self, photos, aligned: bool = False) -> np.ndarray:
-        """The identity to put on faces: the mean unit embedding of the largest face of each photo."""
-        self.source = self._identity_of_photos(
+        """The identity vector G receives: the mean raw ArcFace embedding of the largest face of each photo,
+        as the original feeds its generator (unit length only with SwapOptions.normalize_identity)."""
+        embeddings = self._embeddings_of_photos(
             photos if isinstance(photos, (list, tuple)) else [photos], "source", aligned
         )
+        if self.options.normalize_identity:
+            embeddings = unit(embeddings)
+        source = embeddings.mean(axis=0)
+        self.source = (unit(source) if self.options.normalize_identity else source).astype(np.float32)
         return self.source
 
     def set_reference(self, photos) -> np.ndarray:
-        """For --select reference: only faces within reference_distance of these photos' identity are swapped."""
-        self.reference = self._identity_of_photos(
-            photos if isinstance(photos, (list, tuple)) else [photos], "reference"
-        )
+        """For --select reference: the unit mean direction of these photos' identity; faces within
+        reference_distance (cosine distance) of it are swapped."""
+        embeddings = self._embeddings_of_photos(photos if isinstance(photos, (list, tuple)) else [photos], "reference")
+        self.reference = unit(unit(embeddings).mean(axis=0)).astype(np.float32)
         return self.reference
 
     # -- detection and selection ------------------------------------------------------------------
@@ -167,8 +179,7 @@ class FaceSwapper:
         if self.options.select == "reference":
             if self.reference is None:
                 raise FaceDancerError("--select reference needs --reference_face photo(s)")
-            embeddings = self.embed_faces(frame, faces)
-            distances = 1.0 - embeddings @ self.reference
+            distances = 1.0 - unit(self.embed_faces(frame, faces)) @ self.reference
             return [f for f, d in zip(faces, distances, strict=True) if d <= self.options.reference_distance]
         return faces
 

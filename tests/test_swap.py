@@ -10,7 +10,7 @@ from standins import pixel_identity_encoder, save_arcface_standin
 from videos import decode, moving_face_frames, stream_info, two_people_frames, write_video
 
 from facedancer.images import read_image, write_image
-from facedancer.swap import FaceSwapper, SwapOptions
+from facedancer.swap import FaceSwapper, SwapOptions, unit
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +136,7 @@ def test_reference_selection_changes_only_the_chosen_person(models, photos, dete
     reference = swapper.set_reference(photos / "obama.jpg")
     faces = swapper.detect(frame)
     assert len(faces) == 2
-    distances = 1.0 - swapper.embed_faces(frame, faces) @ reference
+    distances = 1.0 - unit(swapper.embed_faces(frame, faces)) @ reference
     left = int(np.argmin([f.box[0] for f in faces]))
     assert distances[left] < distances[1 - left]
     threshold = float(distances.mean())

@@ -93,6 +93,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--color_match", action="store_true", help="match the swapped face's colours to the target skin")
     g.add_argument(
+        "--normalize_identity",
+        action="store_true",
+        help="feed the generator the unit-length mean identity, for a generator trained with --normalize_identity "
+        "(a deviation; the original, and the default, feed the mean raw ArcFace embedding)",
+    )
+    g.add_argument(
         "--smoothing",
         type=float,
         default=v.smoothing,
@@ -154,6 +160,7 @@ def build_swapper(args: argparse.Namespace):
         batch_size=args.batch_size,
         precision=args.precision,
         rewrite_graph=not args.plain_graph,
+        normalize_identity=args.normalize_identity,
     )
     detector = RetinaFaceDetector(args.retina_path) if args.retina_path else default_detector()
     swapper = FaceSwapper(args.facedancer_path, args.arcface_path, detector, options)
