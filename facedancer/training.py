@@ -230,6 +230,10 @@ class Trainer:
             embedding = tf.math.l2_normalize(embedding, axis=-1)
         return embedding, features
 
+    def identity_embedding(self, images):
+        """The identity vector G receives for images in [-1, 1] (raw ArcFace output unless --normalize_identity)."""
+        return self._encode(images)[0]
+
     def _replica_step(self, target, source, same):
         import tensorflow as tf
 
