@@ -115,3 +115,32 @@ def test_one_step_from_an_original_checkpoint_folder(legacy_train_step_dir, reco
     trainer = Trainer(_options(folder, batch_size=len(order), init_from=str(run)), tmp_path / "run")
     out = _step(trainer, recorded["target"][order], recorded["source"][order], recorded["flags"][order])
     _check_step(trainer, out, recorded)
+
+
+def test_checkpoint_folder_resolution(tmp_path):
+    """Which files --init_from FOLDER / --init_discriminator_from pick (numbers compared as numbers)."""
+    from facedancer.errors import FaceDancerError
+    from facedancer.init_sources import ModelSource, init_sources
+
+    run = tmp_path / "log_name"
+    for name, numbers in (("gen", (2, 9, 10)), ("dis", (2, 9, 10))):
+        (run / name).mkdir(parents=True)
+        (run / name / f"{name}.json").write_text("{}")
+        for n in numbers:
+            (run / name / f"{name}_{n}.h5").write_bytes(b"")
+    expected = (
+        ModelSource(run / "gen" / "gen.json", run / "gen" / "gen_10.h5"),
+        ModelSource(run / "dis" / "dis.json", run / "dis" / "dis_10.h5"),
+    )
+    assert init_sources(run, None) == expected
+    assert init_sources(run / "gen", None) == expected  # the gen/ folder itself
+    other = tmp_path / "d.h5"
+    other.write_bytes(b"")
+    assert init_sources(run, other) == (expected[0], ModelSource(other))
+    (run / "dis" / "dis_10.h5").unlink()
+    with pytest.raises(FaceDancerError, match="no dis_10.h5 matching gen_10.h5"):
+        init_sources(run, None)
+    with pytest.raises(FaceDancerError, match="not an original FaceDancer checkpoint"):
+        init_sources(tmp_path, None)
+    shutil.rmtree(run / "dis")
+    assert init_sources(run, None) == (expected[0], None)
