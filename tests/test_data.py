@@ -136,11 +136,12 @@ def test_self_pairs_are_formed_before_the_jitter_with_separate_target_and_source
     np.testing.assert_array_equal(np.asarray(plain[1])[1], targets[1] * 2 - 1)
 
 
-def test_pipeline_jitters_self_pairs_apart(shards):
+@pytest.mark.parametrize("per_sample", [False, True], ids=["per_batch", "per_sample"])
+def test_pipeline_jitters_self_pairs_apart(shards, per_sample):
     """The pipeline's batches: the same pairs and flags with and without the jitter; with it, a self pair's
     source differs from its target (the sources' draw is not the targets')."""
     plain = _batches(shards, 2, batch_size=4, image_size=64, augment=False, same_ratio=0.5, seed=5)
-    jittered = _batches(shards, 2, batch_size=4, image_size=64, augment=True, same_ratio=0.5, seed=5)
+    jittered = _batches(shards, 2, batch_size=4, image_size=64, same_ratio=0.5, seed=5, per_sample_augment=per_sample)
     for (t0, s0, same0), (t1, s1, same1) in zip(plain, jittered, strict=True):
         np.testing.assert_array_equal(same0, same1)
         assert np.abs(t1 - t0).mean() > 0.005 and np.abs(s1 - s0).mean() > 0.005
