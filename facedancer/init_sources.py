@@ -5,6 +5,7 @@ FaceDancer checkpoint folder (`gen/gen.json` + `gen_N.h5`, `dis/dis.json` + `dis
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,3 +79,14 @@ def init_sources(
             raise FaceDancerError(f"--init_discriminator_from {path} is not a file")
         discriminator = ModelSource(path)
     return generator, discriminator
+
+
+def original_iteration(folder: str | Path, generator_weights: Path) -> int | None:
+    """The iteration the original's `state/N.json` beside a checkpoint folder records for `gen_N.h5`
+    (None when absent): its learning-rate schedule had decayed to lr · decay^(iteration / 100k) there."""
+    gen_dir, _ = _checkpoint_folders(Path(folder))
+    number = generator_weights.stem.rsplit("_", 1)[-1]
+    try:
+        return int(json.loads((gen_dir.parent / "state" / f"{number}.json").read_text())["iteration"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

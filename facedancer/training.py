@@ -140,6 +140,7 @@ class Trainer:
         g_source, d_source = init_sources(o.init_from, o.init_discriminator_from)
         if g_source:
             self.G = self._load_network(g_source, "generator", "--init_from")
+            self._hint_original_learning_rate(g_source)
         else:
             self.G = build_generator(o.generator_config())
         if d_source:
@@ -180,6 +181,25 @@ class Trainer:
 
             return with_dtype_policy(loaded.model, self.policy)
         return loaded.model
+
+    def _hint_original_learning_rate(self, g_source) -> None:
+        """Continuing an original run: its schedule had decayed; say which --lr continues it."""
+        from facedancer.init_sources import original_iteration
+
+        o = self.options
+        if not (o.init_from and Path(o.init_from).is_dir() and g_source.weights):
+            return
+        iteration = original_iteration(o.init_from, g_source.weights)
+        if iteration:
+            lr = o.lr * o.lr_decay ** (iteration / o.lr_decay_steps)
+            log.info(
+                "the original run was at iteration %d, its learning rate %.3g; pass --lr %.3g to continue its "
+                "schedule (this run starts at --lr %.3g)",
+                iteration,
+                lr,
+                lr,
+                o.lr,
+            )
 
     def _margins(self, blocks: list[str]) -> list[float]:
         from facedancer.ifsr import load_margins
@@ -260,7 +280,9 @@ class Trainer:
             terms = {
                 "g_adv": g_adv,
                 "reconstruction": losses.reconstruction(target, swap, same, o.reconstruction_clip),
-                "perceptual": losses.perceptual(self.vgg(target), self.vgg(swap), same) if self.vgg else zero,
+                "perceptual": (
+                    losses.perceptual(self.vgg(target), self.vgg(swap), same) if self.vgg is not None else zero
+                ),
                 "identity": losses.identity(z_source, z_swap),
                 "cycle": losses.cycle(target, self.G([swap, z_target], training=True)) if o.c_lambda > 0 else zero,
                 "ifsr": (

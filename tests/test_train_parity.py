@@ -120,7 +120,7 @@ def test_one_step_from_an_original_checkpoint_folder(legacy_train_step_dir, reco
 def test_checkpoint_folder_resolution(tmp_path):
     """Which files --init_from FOLDER / --init_discriminator_from pick (numbers compared as numbers)."""
     from facedancer.errors import FaceDancerError
-    from facedancer.init_sources import ModelSource, init_sources
+    from facedancer.init_sources import ModelSource, init_sources, original_iteration
 
     run = tmp_path / "log_name"
     for name, numbers in (("gen", (2, 9, 10)), ("dis", (2, 9, 10))):
@@ -142,5 +142,9 @@ def test_checkpoint_folder_resolution(tmp_path):
         init_sources(run, None)
     with pytest.raises(FaceDancerError, match="not an original FaceDancer checkpoint"):
         init_sources(tmp_path, None)
+    (run / "state").mkdir()
+    (run / "state" / "10.json").write_text(json.dumps({"iteration": 104900, "epoch": 3}))
+    assert original_iteration(run, run / "gen" / "gen_10.h5") == 104900
+    assert original_iteration(run, run / "gen" / "gen_9.h5") is None
     shutil.rmtree(run / "dis")
     assert init_sources(run, None) == (expected[0], None)
