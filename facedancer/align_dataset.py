@@ -33,7 +33,8 @@ NAMES_JSON = "crop_align_names.json"  # input path (relative) -> crop name (rela
 @dataclass(frozen=True)
 class AlignOptions:
     im_size: int = 256
-    min_size: int = 128
+    min_size: int = 128  # the original's: skip photos whose width or height is not above it
+    min_face_size: int = 0  # ours: skip faces whose box is smaller (0: off, as the original has no such filter)
     shrink_factor: float = 1.0
     faces: str = "largest"
     score: float = 0.9
@@ -56,7 +57,8 @@ class AlignSummary:
     written: int = 0
     already_done: int = 0
     no_face: int = 0
-    too_small: int = 0
+    small_image: int = 0
+    small_face: int = 0
     multi_face: int = 0
     unreadable: int = 0
     skipped: list[dict] = field(default_factory=list)
@@ -167,21 +169,26 @@ class PhotoOutcome:
     """What one decoded photo gives: its aligned crops in output order, or the reason it is skipped."""
 
     crops: list = field(default_factory=list)  # HxWx3 uint8 crops
-    reason: str = ""  # "" when aligned; else no-face, multi-face, too-small
+    reason: str = ""  # "" when aligned; else small-image, no-face, multi-face, small-face
     detail: str = ""
 
 
 def align_photo(image, detector, options: AlignOptions) -> PhotoOutcome:
     """Detect, select and align the faces of one photo (shared by `align` and the Beam `prepare` pipeline)."""
+    height, width = image.shape[:2]
+    if not (height > options.min_size and width > options.min_size):  # the original's --min_size: the photo's size
+        return PhotoOutcome(
+            reason="small-image", detail=f"{width}x{height} px, not above --min_size {options.min_size}"
+        )
     faces = detector.detect(image, score=options.score, max_side=options.max_side)
     if not faces:
         return PhotoOutcome(reason="no-face")
     if options.faces == "skip-multi" and len(faces) > 1:
         return PhotoOutcome(reason="multi-face", detail=f"{len(faces)} faces")
-    chosen = [f for f in _select(faces, options.faces) if f.size >= options.min_size]
+    chosen = [f for f in _select(faces, options.faces) if f.size >= options.min_face_size]
     if not chosen:
-        detail = f"largest face {faces[0].size:.0f}px < --min_size {options.min_size}"
-        return PhotoOutcome(reason="too-small", detail=detail)
+        detail = f"largest face {faces[0].size:.0f}px < --min_face_size {options.min_face_size}"
+        return PhotoOutcome(reason="small-face", detail=detail)
     return PhotoOutcome(crops=[align(image, f.landmarks, options.im_size, options.shrink_factor)[0] for f in chosen])
 
 
@@ -245,6 +252,11 @@ def align_dataset(
             image = future.result()
         except ImageReadError as exc:
             summary.skip(path, "unreadable", unreadable_detail(exc))
+            bar.update()
+            continue
+        height, width = image.shape[:2]
+        if not (height > options.min_size and width > options.min_size):
+            summary.skip(path, "small-image", f"{width}x{height} px, not above --min_size {options.min_size}")
             bar.update()
             continue
         summary.processed += 1

@@ -1,7 +1,14 @@
 """The training input pipeline: shards -> batches of (target, source, same) for the GAN step.
 
 `same` is 1.0 where the source is the target itself (a self-reconstruction pair, which the
-reconstruction and perceptual losses use). Images are float32 in [-1, 1].
+reconstruction and perceptual losses use). Images are float32 in [-1, 1] before the colour jitter.
+
+The jitter is the original trainer's (train/train.py, which applies it inside its step; here it belongs to
+the input pipeline, so the step takes the batch as given): after the self pairs are formed, the targets
+and the sources each get ONE random draw per batch, from different seeds, on the [-1, 1] images: brightness
+delta in ±0.3, contrast and saturation factors in 0.9–1.1, not clipped. As in the original, the three
+operations of one image set share their seed, so their three factors come from one uniform draw.
+`per_sample_augment` (a deviation) draws independent factors per sample and per operation instead.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ class PipelineOptions:
     same_ratio: float = 0.2
     same_identity_ratio: float = 0.0
     augment: bool = True
+    per_sample_augment: bool = False
     brightness: float = 0.3
     contrast: tuple[float, float] = (0.9, 1.1)
     saturation: tuple[float, float] = (0.9, 1.1)
@@ -92,15 +100,47 @@ def _decode(face_bytes, size: int):
     return tf.clip_by_value(image, 0.0, 1.0)
 
 
-def _augment(image, seed, options: PipelineOptions):
-    """The original's colour jitter, stateless so a seed reproduces it."""
+def jitter(images, seed, options: PipelineOptions):
+    """The original's colour jitter of a batch in [-1, 1]: one brightness, contrast and saturation draw for
+    the whole batch, all three from `seed` (shape [2] int32), as its train_step does; no clipping."""
     import tensorflow as tf
 
-    seeds = tf.random.experimental.stateless_split(seed, 3)
-    image = tf.image.stateless_random_brightness(image, options.brightness, seeds[0])
-    image = tf.image.stateless_random_contrast(image, *options.contrast, seeds[1])
-    image = tf.image.stateless_random_saturation(image, *options.saturation, seeds[2])
-    return tf.clip_by_value(image, 0.0, 1.0)
+    images = tf.image.stateless_random_brightness(images, options.brightness, seed)
+    images = tf.image.stateless_random_contrast(images, *options.contrast, seed)
+    return tf.image.stateless_random_saturation(images, *options.saturation, seed)
+
+
+def jitter_per_sample(images, seed, options: PipelineOptions):
+    """Deviation (--per_sample_augment): independent factors per sample and per operation."""
+    import tensorflow as tf
+
+    seeds = tf.random.experimental.stateless_split(seed, tf.shape(images)[0] * 3)
+    seeds = tf.reshape(seeds, [-1, 3, 2])
+
+    def one(args):
+        image, s = args
+        image = tf.image.stateless_random_brightness(image, options.brightness, s[0])
+        image = tf.image.stateless_random_contrast(image, *options.contrast, s[1])
+        return tf.image.stateless_random_saturation(image, *options.saturation, s[2])
+
+    return tf.map_fn(one, (images, seeds), fn_output_signature=tf.float32)
+
+
+def pair_batch(target, source, uniform, seeds, options: PipelineOptions):
+    """(target, source, same) from a batch of decoded [0, 1] images, as the original's loop and step do:
+    flag self pairs (share same_ratio, at least one: the first when the draw picks none), set their source
+    to the target, map to [-1, 1], then jitter targets with seeds[0] and sources with seeds[1]."""
+    import tensorflow as tf
+
+    n = tf.shape(target)[0]
+    same = uniform[:n] < options.same_ratio
+    same = tf.logical_or(same, tf.logical_and(tf.logical_not(tf.reduce_any(same)), tf.range(n) == 0))
+    source = tf.where(same[:, None, None, None], target, source)
+    target, source = target * 2.0 - 1.0, source * 2.0 - 1.0
+    if options.augment:
+        augment = jitter_per_sample if options.per_sample_augment else jitter
+        target, source = augment(target, seeds[0], options), augment(source, seeds[1], options)
+    return target, source, tf.cast(same, tf.float32)
 
 
 def _records(files: list[str], options: PipelineOptions, stream: int):
@@ -133,18 +173,12 @@ def _seeds(options: PipelineOptions, stream: int, per_element: int):
     return tf.data.Dataset.random(seed=seed).batch(2).map(lambda r: tf.cast(r % 2**31, tf.int32)).batch(per_element)
 
 
-def _load(face, seed, options: PipelineOptions):
-    image = _decode(face, options.image_size)
-    return _augment(image, seed, options) if options.augment else image
-
-
 def _images(files: list[str], options: PipelineOptions, stream: int):
-    """Decoded, augmented images in [0, 1]."""
+    """Decoded images in [0, 1]."""
     import tensorflow as tf
 
-    ds = tf.data.Dataset.zip((_records(files, options, stream), _seeds(options, stream, 1)))
-    return ds.map(
-        lambda rec, seed: _load(rec[0], seed[0], options),
+    return _records(files, options, stream).map(
+        lambda face, label: _decode(face, options.image_size),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=options.seed is not None,
     )
@@ -160,9 +194,8 @@ def _same_identity_pairs(files: list[str], options: PipelineOptions):
         reduce_func=lambda key, window: window.batch(2, drop_remainder=True),
         window_size=2,
     ).filter(lambda faces, labels: faces[0] != faces[1])
-    ds = tf.data.Dataset.zip((pairs, _seeds(options, 2, 2)))
-    return ds.map(
-        lambda pair, seeds: (_load(pair[0][0], seeds[0], options), _load(pair[0][1], seeds[1], options)),
+    return pairs.map(
+        lambda faces, labels: (_decode(faces[0], options.image_size), _decode(faces[1], options.image_size)),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=options.seed is not None,
     )
@@ -206,16 +239,10 @@ def make_dataset(patterns: str | list[str], options: PipelineOptions | None = No
     pairs = pairs.batch(options.batch_size, drop_remainder=options.repeat)
     flags = tf.data.Dataset.random(seed=options.seed).map(lambda r: tf.cast(r % 2**31, tf.float32) / 2.0**31)
     flags = flags.batch(options.batch_size)
+    jitter_seeds = _seeds(options, 0, 2)  # per batch: [target seed, source seed]
 
-    def pair_up(batch, uniform):
-        target, source = batch
-        n = tf.shape(target)[0]
-        same = uniform[:n] < options.same_ratio
-        # At least one self pair per batch, as the original's trainer needs for its reconstruction loss.
-        same = tf.logical_or(same, tf.logical_and(tf.logical_not(tf.reduce_any(same)), tf.range(n) == 0))
-        source = tf.where(same[:, None, None, None], target, source)
-        to_unit = lambda x: x * 2.0 - 1.0  # noqa: E731
-        return to_unit(target), to_unit(source), tf.cast(same, tf.float32)
-
-    ds = tf.data.Dataset.zip((pairs, flags)).map(pair_up, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = tf.data.Dataset.zip((pairs, flags, jitter_seeds)).map(
+        lambda batch, uniform, seeds: pair_batch(batch[0], batch[1], uniform, seeds, options),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
     return ds.prefetch(tf.data.AUTOTUNE)

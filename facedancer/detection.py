@@ -44,7 +44,7 @@ class Face:
 
     @property
     def size(self) -> float:
-        """The larger side of the box: what `--min_size` compares against."""
+        """The larger side of the box: what `align --min_face_size` and `swap --min_face` compare against."""
         return max(self.width, self.height)
 
 

@@ -35,9 +35,17 @@ def find_vgg_weights(path: str | Path | None) -> Path:
 
 
 def perceptual_model(
-    weights: str | Path | None, blocks: tuple[str, ...] = DEFAULT_BLOCKS, image_size: int = 256
+    weights: str | Path | None,
+    blocks: tuple[str, ...] = DEFAULT_BLOCKS,
+    image_size: int = 256,
+    caffe_input: bool = False,
 ) -> keras.Model:
-    """Frozen VGG16 taking images in [-1, 1] (RGB) and returning the `blocks` outputs."""
+    """Frozen VGG16 taking images in [-1, 1] (RGB) and returning the `blocks` outputs.
+
+    As the original, VGG16 sees the [-1, 1] images as they are. `caffe_input` (a deviation,
+    --perceptual_caffe_input) first converts them to the BGR 0..255 mean-subtracted input ImageNet VGG16
+    was trained on.
+    """
     import keras
 
     path = find_vgg_weights(weights)
@@ -51,8 +59,8 @@ def perceptual_model(
         raise FaceDancerError(f"unknown VGG16 block(s) {unknown} in --p_blocks")
     vgg.trainable = False
     inputs = keras.Input((image_size, image_size, 3))
-    # Caffe preprocessing as keras.applications.vgg16.preprocess_input: RGB [-1, 1] -> BGR 0..255 minus mean.
-    x = (inputs + 1.0) * 127.5
-    x = keras.ops.flip(x, axis=-1) - keras.ops.convert_to_tensor(CAFFE_MEAN_BGR)
+    x = inputs
+    if caffe_input:  # keras.applications.vgg16.preprocess_input: RGB [-1, 1] -> BGR 0..255 minus mean
+        x = keras.ops.flip((inputs + 1.0) * 127.5, axis=-1) - keras.ops.convert_to_tensor(CAFFE_MEAN_BGR)
     taps = keras.Model(vgg.inputs, [vgg.get_layer(b).output for b in blocks])
     return keras.Model(inputs, taps(x), name="perceptual_vgg16")

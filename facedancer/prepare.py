@@ -66,7 +66,8 @@ COUNTERS = {
     "written": "faces",
     "already_done": "already_done",
     "no_face": "no_face",
-    "too_small": "too_small",
+    "small_image": "small_image",
+    "small_face": "small_face",
     "multi_face": "multi_face",
     "unreadable": "unreadable",
 }

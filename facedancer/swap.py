@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 SELECT_MODES = ("all", "largest", "reference")
 
 
+def unit(vectors: np.ndarray) -> np.ndarray:
+    """Vectors scaled to unit length along the last axis (cosine comparisons of identities)."""
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+
+
 class NoFaceError(FaceDancerError):
     """A photo that must show a face (source, reference) shows none."""
 
@@ -46,6 +51,7 @@ class SwapOptions:
     runtime: str = "tensorflow"
     calibration_dir: str | None = None
     selector: str = "dlib"  # who is who (--select reference, tracks): dlib's descriptor or the swap's ArcFace
+    normalize_identity: bool = False  # a deviation: for generators trained with --normalize_identity
 
     def __post_init__(self):
         if self.select not in SELECT_MODES:
@@ -95,8 +101,9 @@ class FaceSwapper:
         self.detector = detector
         self.crop_size = int(self.generator.inputs[0].shape[1])
         self.identity_size = int(self.identity.inputs[0].shape[1])
+        # ArcFace's raw output, as the original's swap_func.py feeds the generator (not unit length)
         self._embed_fn = tf.function(
-            lambda x: tf.math.l2_normalize(tf.cast(self.identity(x, training=False), tf.float32), axis=-1),
+            lambda x: tf.cast(self.identity(x, training=False), tf.float32),
             input_signature=[tf.TensorSpec([None, self.identity_size, self.identity_size, 3], tf.float32)],
         )
         self.source: np.ndarray | None = None
@@ -128,13 +135,14 @@ class FaceSwapper:
     # -- identities ------------------------------------------------------------------------------
 
     def embed_faces(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
-        """Unit ArcFace embeddings (N, 512) of faces in an image, aligned at the encoder's size."""
+        """Raw ArcFace embeddings (N, 512) of faces in an image, aligned at the encoder's size."""
         if not faces:
             return np.zeros((0, 512), np.float32)
         crops = np.stack([align(image, f.landmarks, self.identity_size)[0] for f in faces]).astype(np.float32)
         return self._embed_fn(crops / 255.0).numpy()
 
-    def _identity_of_photos(self, photos, what: str, aligned: bool = False) -> np.ndarray:
+    def _embeddings_of_photos(self, photos, what: str, aligned: bool = False) -> np.ndarray:
+        """Raw embeddings (N, 512) of the largest face of each photo (or of each pre-aligned crop)."""
         import cv2
 
         embeddings = []
@@ -151,14 +159,18 @@ class FaceSwapper:
             embeddings.append(self.embed_faces(image, faces[:1])[0])
         if not embeddings:
             raise FaceDancerError(f"no {what} photo given")
-        mean = np.mean(embeddings, axis=0)
-        return (mean / max(np.linalg.norm(mean), 1e-12)).astype(np.float32)
+        return np.stack(embeddings).astype(np.float32)
 
     def set_source(self, photos, aligned: bool = False) -> np.ndarray:
-        """The identity to put on faces: the mean unit embedding of the largest face of each photo."""
-        self.source = self._identity_of_photos(
+        """The identity vector G receives: the mean raw ArcFace embedding of the largest face of each photo,
+        as the original feeds its generator (unit length only with SwapOptions.normalize_identity)."""
+        embeddings = self._embeddings_of_photos(
             photos if isinstance(photos, (list, tuple)) else [photos], "source", aligned
         )
+        if self.options.normalize_identity:
+            embeddings = unit(embeddings)
+        source = embeddings.mean(axis=0)
+        self.source = (unit(source) if self.options.normalize_identity else source).astype(np.float32)
         return self.source
 
     @property
@@ -238,7 +250,8 @@ class FaceSwapper:
 
         size = (self.identity_size, self.identity_size)
         small = np.stack([cv2.resize(c, size, interpolation=cv2.INTER_AREA) for c in crops]).astype(np.float32)
-        return mix(self.source, self._embed_fn(small / 255.0).numpy())
+        own = self._embed_fn(small / 255.0).numpy()
+        return mix(self.source, unit(own) if self.options.normalize_identity else own)
 
     def _generate_batches(self, crops: np.ndarray) -> np.ndarray:
         """Run crops (N, S, S, 3 uint8) through the generator in fixed-size batches (padded)."""

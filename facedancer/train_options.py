@@ -49,6 +49,13 @@ class TrainOptions:
     max_steps: int = 1_000_000
     seed: int = 0
     init_from: str | None = None
+    init_discriminator_from: str | None = None
+    # Opt-in deviations from the original (README: "Parity with the original"); the defaults reproduce it.
+    normalize_identity: bool = False
+    antialias_identity_resize: bool = False
+    ifsr_per_sample: bool = False
+    perceptual_caffe_input: bool = False
+    per_sample_augment: bool = False
     mixed_precision: bool = False
     jit: bool = False
     log_every: int = 10

@@ -33,6 +33,8 @@ LOSS_TAGS = {
     "ifsr": "Loss/G/ifsr",
     "g_total": "Loss/G/total",
     "d_adv": "Loss/D/adv",
+    "d_adv_real": "Loss/D/adv_real",
+    "d_adv_fake": "Loss/D/adv_fake",
     "r1": "Loss/D/r1",
     "d_total": "Loss/D/total",
     "d_real": "Loss/D/real_logit",
@@ -125,6 +127,8 @@ class Trainer:
         )
         if options.batch_size % replicas:
             raise FaceDancerError(f"--batch_size {options.batch_size} must be divisible by the {replicas} replicas")
+        if options.jit and options.antialias_identity_resize:
+            raise FaceDancerError("--antialias_identity_resize has no XLA kernel: drop it or --jit")
         self.policy = None
         if options.mixed_precision:
             self.policy = "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
@@ -157,28 +161,24 @@ class Trainer:
         import tensorflow as tf
 
         from facedancer.identity import feature_model
+        from facedancer.init_sources import init_sources
         from facedancer.models import load
         from facedancer.nn import build_discriminator, build_generator
 
         o = self.options
-        if o.init_from:
-            loaded = load(o.init_from, kind="generator").model
-            if int(loaded.inputs[0].shape[1]) != o.image_size:
-                raise FaceDancerError(
-                    f"--init_from {o.init_from} works at {loaded.inputs[0].shape[1]}² but "
-                    f"--image_size is {o.image_size}"
-                )
-            self.G = loaded
-            if self.policy:  # the same weights, computing under the mixed policy
-                from facedancer.nn.precision import with_dtype_policy
-
-                self.G = with_dtype_policy(loaded, self.policy)
+        g_source, d_source = init_sources(o.init_from, o.init_discriminator_from)
+        if g_source:
+            self.G = self._load_network(g_source, "generator", "--init_from")
+            self._hint_original_learning_rate(g_source)
         else:
             self.G = build_generator(o.generator_config())
-        try:
-            self.D = build_discriminator(o.image_size, channels=o.d_channels)
-        except ValueError as exc:
-            raise FaceDancerError(f"--d_channels / --image_size: {exc}") from exc
+        if d_source:
+            self.D = self._load_network(d_source, "discriminator", "--init_discriminator_from")
+        else:
+            try:
+                self.D = build_discriminator(o.image_size, channels=o.d_channels)
+            except ValueError as exc:
+                raise FaceDancerError(f"--d_channels / --image_size: {exc}") from exc
         arcface = load(o.arcface_path, kind="identity").model
         arcface.trainable = False
         self.identity_input = int(arcface.inputs[0].shape[1])
@@ -191,9 +191,47 @@ class Trainer:
         if o.p_lambda > 0:
             from facedancer.perceptual import perceptual_model
 
-            self.vgg = perceptual_model(o.perceptual_weights, tuple(o.p_blocks), o.image_size)
+            self.vgg = perceptual_model(
+                o.perceptual_weights, tuple(o.p_blocks), o.image_size, caffe_input=o.perceptual_caffe_input
+            )
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.rng = tf.random.Generator.from_seed(o.seed)
+
+    def _load_network(self, source, kind: str, flag: str):
+        """G or D from a file load_model reads (legacy .h5, checkpoint json + weights, .keras), at --image_size."""
+        from facedancer.models import load
+
+        loaded = load(source.path, weights=source.weights, kind=kind)
+        log.info("%s from %s (%s)", kind, source.weights or source.path, loaded.format)
+        size = loaded.model.inputs[0].shape[1]
+        if int(size) != self.options.image_size:
+            raise FaceDancerError(
+                f"{flag} {source.path} works at {size}² but --image_size is {self.options.image_size}"
+            )
+        if self.policy:  # the same weights, computing under the mixed policy
+            from facedancer.nn.precision import with_dtype_policy
+
+            return with_dtype_policy(loaded.model, self.policy)
+        return loaded.model
+
+    def _hint_original_learning_rate(self, g_source) -> None:
+        """Continuing an original run: its schedule had decayed; say which --lr continues it."""
+        from facedancer.init_sources import original_iteration
+
+        o = self.options
+        if not (o.init_from and Path(o.init_from).is_dir() and g_source.weights):
+            return
+        iteration = original_iteration(o.init_from, g_source.weights)
+        if iteration:
+            lr = o.lr * o.lr_decay ** (iteration / o.lr_decay_steps)
+            log.info(
+                "the original run was at iteration %d, its learning rate %.3g; pass --lr %.3g to continue its "
+                "schedule (this run starts at --lr %.3g)",
+                iteration,
+                lr,
+                lr,
+                o.lr,
+            )
 
     def _margins(self, blocks: list[str]) -> list[float]:
         from facedancer.ifsr import load_margins
@@ -222,14 +260,16 @@ class Trainer:
     # -- the step ------------------------------------------------------------------------------
 
     def _to_identity_input(self, images):
+        """The original's ArcFace input: tf.image.resize((x + 1) / 2, [112, 112]), plain bilinear."""
         import tensorflow as tf
 
         images = (tf.cast(images, tf.float32) + 1.0) / 2.0
-        # XLA has no kernel for antialiased resizing; under --jit the encoder sees plain bilinear resizing.
-        return tf.image.resize(images, [self.identity_input, self.identity_input], antialias=not self.options.jit)
+        size = [self.identity_input, self.identity_input]
+        return tf.image.resize(images, size, antialias=self.options.antialias_identity_resize)
 
     def _encode(self, images):
-        """(unit embedding, [IFSR block features]) of images in [-1, 1]."""
+        """(embedding, [IFSR block features]) of images in [-1, 1]. The embedding is ArcFace's raw output,
+        as the original feeds G; unit length only under --normalize_identity."""
         import tensorflow as tf
 
         out = self.encoder(self._to_identity_input(images), training=False)
@@ -237,7 +277,14 @@ class Trainer:
             embedding, features = out[0], list(out[1:])
         else:
             embedding, features = out, []
-        return tf.math.l2_normalize(tf.cast(embedding, tf.float32), axis=-1), features
+        embedding = tf.cast(embedding, tf.float32)
+        if self.options.normalize_identity:
+            embedding = tf.math.l2_normalize(embedding, axis=-1)
+        return embedding, features
+
+    def identity_embedding(self, images):
+        """The identity vector G receives for images in [-1, 1] (raw ArcFace output unless --normalize_identity)."""
+        return self._encode(images)[0]
 
     def _replica_step(self, target, source, same):
         import tensorflow as tf
@@ -256,26 +303,34 @@ class Trainer:
                 real_sum = tf.reduce_sum(real)
             r1 = losses.r1_penalty(r1_tape.gradient(real_sum, source))
             fake = tf.cast(self.D(swap, training=True), tf.float32)
-            d_adv = losses.d_adversarial(real, fake)
-            d_total = d_adv + o.r1_gamma * 0.5 * r1
+            d_adv_real, d_adv_fake = losses.d_adversarial_terms(real, fake)
+            d_total = d_adv_fake + d_adv_real + o.r1_gamma * 0.5 * r1
 
             g_adv = losses.g_adversarial(fake)
             z_swap, swap_features = self._encode(swap)
+            zero = tf.constant(0.0)
             terms = {
                 "g_adv": g_adv,
-                "identity": losses.identity(z_source, z_swap),
                 "reconstruction": losses.reconstruction(target, swap, same, o.reconstruction_clip),
+                "perceptual": (
+                    losses.perceptual(self.vgg(target), self.vgg(swap), same) if self.vgg is not None else zero
+                ),
+                "identity": losses.identity(z_source, z_swap),
+                "cycle": losses.cycle(target, self.G([swap, z_target], training=True)) if o.c_lambda > 0 else zero,
+                "ifsr": (
+                    losses.ifsr(target_features, swap_features, self.margins, o.ifsr_scale, o.ifsr_per_sample)
+                    if self.ifsr_blocks
+                    else zero
+                ),
             }
-            g_total = g_adv + o.i_lambda * terms["identity"] + o.r_lambda * terms["reconstruction"]
-            if self.vgg is not None:
-                terms["perceptual"] = losses.perceptual(self.vgg(target), self.vgg(swap), same)
-                g_total += o.p_lambda * terms["perceptual"]
-            if o.c_lambda > 0:
-                terms["cycle"] = losses.cycle(target, self.G([swap, z_target], training=True))
-                g_total += o.c_lambda * terms["cycle"]
-            if self.ifsr_blocks:
-                terms["ifsr"] = losses.ifsr(target_features, swap_features, self.margins, o.ifsr_scale)
-                g_total += o.ifsr_lambda * terms["ifsr"]
+            g_total = (
+                g_adv
+                + o.r_lambda * terms["reconstruction"]
+                + o.i_lambda * terms["identity"]
+                + o.c_lambda * terms["cycle"]
+                + o.p_lambda * terms["perceptual"]
+                + o.ifsr_lambda * terms["ifsr"]
+            )
             g_loss, d_loss = g_total * scale, d_total * scale
             if self.policy == "mixed_float16":
                 g_loss, d_loss = self.g_opt.scale_loss(g_loss), self.d_opt.scale_loss(d_loss)
@@ -286,7 +341,9 @@ class Trainer:
         return {
             **terms,
             "g_total": g_total,
-            "d_adv": d_adv,
+            "d_adv": d_adv_real + d_adv_fake,
+            "d_adv_real": d_adv_real,
+            "d_adv_fake": d_adv_fake,
             "r1": r1,
             "d_total": d_total,
             "d_real": tf.reduce_mean(real),
@@ -349,8 +406,9 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + v * n
             selected = float(tf.reduce_sum(same))
             if selected:
-                rec = float(losses.reconstruction(target, swap, same, clip=math.inf))
-                sums["Val/reconstruction_l1"] = sums.get("Val/reconstruction_l1", 0.0) + rec * selected
+                per_sample = tf.reduce_mean(tf.abs(target - swap), axis=[1, 2, 3])
+                rec = float(tf.reduce_sum(per_sample * tf.cast(same, tf.float32)))  # plain L1 of the self pairs
+                sums["Val/reconstruction_l1"] = sums.get("Val/reconstruction_l1", 0.0) + rec
                 rec_weight += selected
             count += n
             if grid is None:

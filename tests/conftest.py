@@ -33,6 +33,18 @@ def legacy_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def legacy_train_step_dir(tmp_path_factory) -> Path:
+    """One recorded train_step of the original code: its G, D, ArcFace stand-in, VGG16 file, config, numbers."""
+    archive = _shared_dir() / "fixtures" / "legacy_train_step.tar.gz"
+    if not archive.exists():
+        pytest.skip(f"{archive} is absent (it ships beside the repo in ../shared, not in a user's clone)")
+    target = tmp_path_factory.mktemp("legacy_train_step")
+    with tarfile.open(archive) as tar:
+        tar.extractall(target, filter="data")
+    return target / "legacy_train_step"
+
+
+@pytest.fixture(scope="session")
 def reference(legacy_dir):
     import numpy as np
 

@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -60,11 +61,11 @@ def test_cli_aligns_good_photos_and_reports_the_rest(tree, tmp_path):
     assert reasons == {
         "broken.jpg": "unreadable",
         "notes.txt": "unreadable",
-        "tiny.jpg": "too-small",
+        "tiny.jpg": "small-image",
         "wall.png": "no-face",
     }
     counts = json.loads((out / "crop_align_report.json").read_text())["counts"]
-    assert counts["written"] == 7 and counts["unreadable"] == 2 and counts["too_small"] == 1
+    assert counts["written"] == 7 and counts["unreadable"] == 2 and counts["small_image"] == 1
     assert "written 7" in result.stderr
 
     # A second run is a no-op: nothing decoded, nothing rewritten.
@@ -89,6 +90,37 @@ def test_faces_all_writes_one_crop_per_face(photos, tmp_path):
         result = _run("--data_dir", str(data), "--target_dir", str(out), "--faces", mode, "--min_size", "64")
         assert result.returncode == 0, result.stderr
         assert sorted(p.name for p in out.glob("*.png")) == expected
+
+
+def test_min_size_skips_photos_not_above_it_and_min_face_size_skips_small_faces(photos, detector, tmp_path):
+    """--min_size as the original: the PHOTO's width and height must both be above it (a big photo with a
+    small face passes); --min_face_size is the separate face-box filter."""
+    from facedancer.align_dataset import AlignOptions, align_dataset
+
+    data = tmp_path / "data" / "obama"
+    data.mkdir(parents=True)
+    photo = read_image(photos / "obama.jpg")
+    height, width = photo.shape[:2]
+    shutil.copy(photos / "obama.jpg", data / "full.jpg")
+    small_face = np.full((height * 2, width * 2, 3), 128, np.uint8)  # a large photo, the face a quarter of it
+    small_face[:height, :width] = photo
+    Image.fromarray(small_face).save(data / "padded.png")
+    face = detector.detect(photo)[0].size
+    side = min(height, width)
+
+    def reasons(**kw):
+        out = tmp_path / "out" / "_".join(f"{k}{v}" for k, v in kw.items())
+        summary = align_dataset(tmp_path / "data", out, AlignOptions(im_size=64, **kw), detector, progress=False)
+        return {Path(e["path"]).name: e["reason"] for e in summary.skipped}, sorted(p.name for p in out.rglob("*.png"))
+
+    assert reasons(min_size=side) == ({"full.jpg": "small-image"}, ["padded.png"])  # equal is not above
+    assert reasons(min_size=side - 1) == ({}, ["full.png", "padded.png"])
+    assert face < side - 1  # the face box is smaller than the photo: the original's filter is not a face filter
+    assert reasons(min_size=side - 1, min_face_size=int(face * 1.25)) == (
+        {"full.jpg": "small-face", "padded.png": "small-face"},
+        [],
+    )
+    assert reasons(min_size=side - 1, min_face_size=int(face * 0.8)) == ({}, ["full.png", "padded.png"])
 
 
 def test_missing_data_dir_is_one_line_and_exit_1(tmp_path):

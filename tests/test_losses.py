@@ -28,11 +28,15 @@ def test_r1_is_the_mean_squared_gradient_norm():
     assert float(losses.r1_penalty(grads)) == pytest.approx((4 * 1 + 4 * 4) / 2)
 
 
-def test_reconstruction_counts_only_self_pairs_and_clips():
+def test_reconstruction_counts_only_self_pairs_halves_and_clips():
+    """The original's fs_reconstruction_loss_l1: Σ flags·L1 / (Σ flags + 0.001), halved; clipped at 5."""
     target = tf.zeros((3, 2, 2, 3))
-    swap = tf.constant(np.stack([np.full((2, 2, 3), v) for v in (0.5, 1.0, 9.0)]), tf.float32)
+    swap = tf.constant(np.stack([np.full((2, 2, 3), v) for v in (0.5, 1.0, 12.0)]), tf.float32)
     same = tf.constant([1.0, 1.0, 0.0])
-    assert float(losses.reconstruction(target, swap, same)) == pytest.approx(0.75)
+    assert float(losses.reconstruction(target, swap, same)) == pytest.approx(1.5 / 2.001 / 2, rel=1e-6)
+    assert float(losses.reconstruction(target, swap, tf.constant([0.0, 0.0, 1.0]), clip=100)) == pytest.approx(
+        12.0 / 1.001 / 2, rel=1e-6
+    )
     assert float(losses.reconstruction(target, swap, tf.constant([0.0, 0.0, 1.0]))) == pytest.approx(5.0)
     assert float(losses.reconstruction(target, swap, tf.zeros(3))) == 0.0
 
@@ -41,7 +45,7 @@ def test_perceptual_sums_blocks_on_self_pairs():
     t = [tf.zeros((2, 4, 4, 2)), tf.zeros((2, 2, 2, 3))]
     s = [tf.ones((2, 4, 4, 2)), tf.fill((2, 2, 2, 3), 3.0)]
     same = tf.constant([1.0, 0.0])
-    assert float(losses.perceptual(t, s, same, scale=0.85)) == pytest.approx(0.85 * (1.0 + 3.0))
+    assert float(losses.perceptual(t, s, same, scale=0.85)) == pytest.approx(0.85 * (1.0 + 3.0) / 1.001, rel=1e-6)
 
 
 def test_identity_and_cosine():
@@ -56,12 +60,13 @@ def test_cycle_is_l1():
     assert float(losses.cycle(tf.zeros((1, 2, 2, 3)), tf.fill((1, 2, 2, 3), -0.25))) == pytest.approx(0.25)
 
 
-def test_ifsr_subtracts_scaled_margins_and_clamps_at_zero():
-    t = [tf.constant([[1.0, 0.0]]), tf.constant([[1.0, 0.0]])]
-    s = [tf.constant([[0.0, 1.0]]), tf.constant([[1.0, 0.0]])]  # cosine distance 1 and 0
-    value = losses.ifsr(t, s, margins=[0.5, 0.5], scale=1.2)
-    assert float(value) == pytest.approx(1.0 - 0.6)
-    np.testing.assert_allclose(losses.ifsr_distances(t, s).numpy(), [1.0, 0.0], atol=1e-6)
+def test_ifsr_applies_the_relu_to_the_batch_mean_per_block():
+    t = [tf.constant([[1.0, 0.0], [1.0, 0.0]]), tf.constant([[1.0, 0.0], [1.0, 0.0]])]
+    s = [tf.constant([[0.0, 1.0], [1.0, 0.0]]), tf.constant([[1.0, 0.0], [1.0, 0.0]])]  # distances (1, 0), (0, 0)
+    assert float(losses.ifsr(t, s, margins=[0.25, 0.25], scale=1.2)) == pytest.approx(0.5 - 0.3)
+    per_sample = losses.ifsr(t, s, margins=[0.25, 0.25], scale=1.2, per_sample=True)  # the opt-in deviation
+    assert float(per_sample) == pytest.approx((1.0 - 0.3) / 2)
+    np.testing.assert_allclose(losses.ifsr_distances(t, s).numpy(), [0.5, 0.0], atol=1e-6)
 
 
 def test_published_margins_file_matches_the_package():

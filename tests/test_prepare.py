@@ -27,7 +27,7 @@ FLAGS = ["--data_name", "faces", "--val_fraction", "0.5", "--seed", "1", "--im_s
 ALIGN = AlignOptions(im_size=128, min_size=64)
 SHARD = ShardOptions(data_name="faces", val_fraction=0.5, seed=1)
 NAME_RE = re.compile(r"^faces_(train|val)_\d{5}-of-\d{5}\.records$")
-BAD = {"broken.jpg": "unreadable", "notes.txt": "unreadable", "tiny.jpg": "too-small", "wall.png": "no-face"}
+BAD = {"broken.jpg": "unreadable", "notes.txt": "unreadable", "tiny.jpg": "small-image", "wall.png": "no-face"}
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +119,14 @@ def test_bad_inputs_counted_and_listed_good_ones_upright(prepared, reference):
     assert json.loads((out / "crop_align_report.json").read_text())["skipped"] == sorted(
         json.loads((reference / "aligned" / "crop_align_report.json").read_text())["skipped"], key=lambda e: e["path"]
     )
-    assert _counters(stderr) == {"images": 9, "processed": 7, "faces": 5, "unreadable": 2, "too_small": 1, "no_face": 1}
+    assert _counters(stderr) == {
+        "images": 9,
+        "processed": 7,
+        "faces": 5,
+        "unreadable": 2,
+        "small_image": 1,
+        "no_face": 1,
+    }
     # CMYK, 16-bit and EXIF-rotated versions of one photo give (nearly) the same upright crop.
     cmyk, deep, rotated = (
         read_image(out / "aligned" / p).astype(float)
@@ -145,7 +152,7 @@ def test_rerun_resumes_and_replaces_an_older_set(tree, prepared, reference, tmp_
     # the discarded attempt detects obama/a.jpg again and writes its crop and shard parts; the committed
     # attempt then finds the crop (already done) and its counters alone are reported. Skips come from the report.
     result = prepare(tree, out, PrepareOptions(ALIGN, SHARD), ["--direct_runner_bundle_repeat=1"])
-    expected = {"images": 9, "already_done": 5, "unreadable": 2, "too_small": 1, "no_face": 1}
+    expected = {"images": 9, "already_done": 5, "unreadable": 2, "small_image": 1, "no_face": 1}
     assert {k: v for k, v in result.counters.items() if v} == expected  # the replay registers faces, processed at 0
     assert {k: v for k, v in result.index["align"]["counts"].items() if v} == expected
     assert _records(out) == _records(reference / "shards")  # each record once, the older set gone

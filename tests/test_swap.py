@@ -10,7 +10,7 @@ from standins import pixel_identity_encoder, save_arcface_standin
 from videos import decode, moving_face_frames, stream_info, two_people_frames, write_video
 
 from facedancer.images import read_image, write_image
-from facedancer.swap import FaceSwapper, SwapOptions
+from facedancer.swap import FaceSwapper, SwapOptions, unit
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +136,7 @@ def test_reference_selection_changes_only_the_chosen_person(models, photos, dete
     reference = swapper.set_reference(photos / "obama.jpg")
     faces = swapper.detect(frame)
     assert len(faces) == 2
-    distances = 1.0 - swapper.embed_faces(frame, faces) @ (reference / np.linalg.norm(reference))
+    distances = 1.0 - unit(swapper.embed_faces(frame, faces)) @ unit(reference)
     left = int(np.argmin([f.box[0] for f in faces]))
     assert distances[left] < distances[1 - left]
     threshold = float(distances.mean())
@@ -254,3 +254,42 @@ def test_variable_frame_rate_input_keeps_its_duration_and_audio(models, photos, 
     _, src_seconds = imageio_ffmpeg.count_frames_and_secs(str(vfr))
     assert abs(dst["frames"] / dst["fps"] - src_seconds) <= 2.0 / dst["fps"]
     assert dst["audio_codec"] == "aac" and abs(dst["audio_seconds"] - src["audio_seconds"]) < 0.05
+
+
+def test_generator_gets_the_mean_raw_arcface_embedding_of_the_source_photos(legacy_train_step_dir, photos, detector):
+    """As the original's swap_func.py: z = ArcFace(aligned 112² source / 255) as it comes out (its last layer is a
+    BatchNorm: not unit length), the mean over several source photos; the original's G and ArcFace-layout files."""
+    import facedancer
+    from facedancer.alignment import align
+    from facedancer.blending import paste
+
+    arcface = facedancer.load_model(legacy_train_step_dir / "ArcFace-standin.h5", kind="identity")
+    generator = facedancer.load_model(legacy_train_step_dir / "generator.h5", kind="generator")
+    swapper = FaceSwapper(generator, arcface, detector, SwapOptions(precision="float32", rewrite_graph=False))
+    names = ["obama.jpg", "obama2.jpg"]
+    z = swapper.set_source([photos / name for name in names])
+    raw = []
+    for name in names:
+        image = read_image(photos / name)
+        crop, _ = align(image, swapper.detect(image)[0].landmarks, 112)
+        raw.append(np.asarray(arcface(crop[None].astype(np.float32) / 255.0))[0])
+    expected = np.mean(raw, axis=0)
+    np.testing.assert_allclose(z, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+    assert abs(np.linalg.norm(expected) - 1.0) > 0.1  # so a unit-length identity fails the line above
+
+    frame = read_image(photos / "biden.jpg")
+    faces = swapper.detect(frame)[:1]
+    target, matrix = align(frame, faces[0].landmarks, swapper.crop_size)
+    x = target[None].astype(np.float32) / 127.5 - 1.0
+
+    def pasted(identity):
+        y = np.asarray(generator([x, identity[None].astype(np.float32)]))[0]
+        return paste(frame, np.clip((y + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8), matrix, swapper.mask)
+
+    out = swapper.swap_frames([frame], [faces])[0].astype(float)
+    assert np.abs(out - pasted(expected)).max() <= 1.0
+    assert np.abs(out - pasted(expected / np.linalg.norm(expected))).max() > 3.0  # G tells the two apart
+
+    unit_swapper = FaceSwapper(generator, arcface, detector, SwapOptions(normalize_identity=True, rewrite_graph=False))
+    unit_z = unit_swapper.set_source([photos / name for name in names])
+    np.testing.assert_allclose(unit_z, unit(unit(np.array(raw)).mean(axis=0)), atol=1e-5)

@@ -43,7 +43,13 @@ def add_align_flags(p: argparse.ArgumentParser) -> None:
         "--min_size",
         type=int,
         default=128,
-        help="skip faces whose box is smaller than this many pixels in the photo (128)",
+        help="skip photos whose width or height is not above this many pixels, as the original (128)",
+    )
+    p.add_argument(
+        "--min_face_size",
+        type=int,
+        default=0,
+        help="also skip faces whose detected box is smaller than this many pixels in the photo (0: off)",
     )
     p.add_argument(
         "--shrink_factor",
@@ -79,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     options = AlignOptions(
         im_size=args.im_size,
         min_size=args.min_size,
+        min_face_size=args.min_face_size,
         shrink_factor=args.shrink_factor,
         faces=args.faces,
         score=args.score,

@@ -104,6 +104,6 @@ def run(args: argparse.Namespace) -> int:
             )
         counts = result.index["align"]["counts"]
         log.info("photos: %s", ", ".join(f"{k.replace('_', '-')} {v}" for k, v in counts.items()))
-        if any(counts[k] for k in ("no_face", "too_small", "multi_face", "unreadable")):
+        if any(counts[k] for k in ("no_face", "small_image", "small_face", "multi_face", "unreadable")):
             log.info("skipped files and reasons: %s/crop_align_skipped.csv", args.target_dir)
     return 0

@@ -128,6 +128,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         f"whatever the value ({d.feather})",
     )
     g.add_argument(
+        "--normalize_identity",
+        action="store_true",
+        help="feed the generator the unit-length mean identity, for a generator trained with --normalize_identity "
+        "(a deviation; the original, and the default, feed the mean raw ArcFace embedding)",
+    )
+    g.add_argument(
         "--identity_strength",
         type=float,
         default=d.identity_strength,
@@ -235,6 +241,7 @@ def build_swapper(args: argparse.Namespace):
         calibration_dir=args.calibration_dir,
         selector=args.selector,
         feather=args.feather,
+        normalize_identity=args.normalize_identity,
     )
     start = time.perf_counter()
     log.info("loading the generator, the identity encoder and the face detector …")

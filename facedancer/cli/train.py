@@ -92,7 +92,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--mapping_size", type=types.POSITIVE_INT, default=d.mapping_size, help="identity mapping width (512)"
     )
-    g.add_argument("--init_from", help="fine-tune from a generator file (e.g. a published FaceDancer .h5)")
+    g.add_argument(
+        "--init_from",
+        help="start G from a generator file load_model reads (.keras, the original's .h5, gen.json), or continue "
+        "the original's training from its checkpoint folder (CHKP_DIR/LOG_NAME with gen/gen.json and the "
+        "newest gen_N.h5; D then comes from the matching dis/dis_N.h5)",
+    )
+    g.add_argument(
+        "--init_discriminator_from",
+        help="start D from a discriminator file load_model reads (the original's .h5, dis.json, .keras); "
+        "wins over the dis/ of an --init_from folder",
+    )
     g.add_argument(
         "--perceptual_weights", help="Keras VGG16 notop ImageNet .h5 for the perceptual loss (default: Keras' cache)"
     )
@@ -142,6 +152,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--r1_gamma", type=types.NON_NEGATIVE, default=d.r1_gamma, help=f"R1 gamma; weight is gamma/2 ({d.r1_gamma})"
+    )
+
+    g = p.add_argument_group(
+        "deviations from the original",
+        "off by default (the defaults reproduce the original FaceDancer); see the README's parity table",
+    )
+    g.add_argument(
+        "--normalize_identity",
+        action="store_true",
+        help="feed G unit-length ArcFace embeddings (the original feeds the raw ones); swap such a generator "
+        "with `swap --normalize_identity`",
+    )
+    g.add_argument(
+        "--antialias_identity_resize",
+        action="store_true",
+        help="antialias the 256->112 resize into ArcFace (the original: plain bilinear); not with --jit",
+    )
+    g.add_argument(
+        "--ifsr_per_sample",
+        action="store_true",
+        help="IFSR relu per sample before the batch mean (the original: relu of the batch mean per block)",
+    )
+    g.add_argument(
+        "--perceptual_caffe_input",
+        action="store_true",
+        help="give VGG16 its ImageNet (Caffe BGR 0..255) input (the original: the [-1, 1] images as they are)",
+    )
+    g.add_argument(
+        "--per_sample_augment",
+        action="store_true",
+        help="independent colour-jitter factors per sample and operation (the original: one draw per batch)",
     )
 
     g = p.add_argument_group("run")
@@ -331,6 +372,7 @@ def train_in(run_dir: Path, args: argparse.Namespace, options, strategy, restore
         same_ratio=options.same_ratio,
         same_identity_ratio=options.same_identity_ratio,
         shuffle_buffer=options.shuffle_buffer,
+        per_sample_augment=options.per_sample_augment,
         seed=data_seed,
     )
     dataset = make_dataset(options.data_dir, pipeline)
