@@ -324,17 +324,38 @@ def folder_triples(source: Path, target: Path, swap: Path) -> list:
     ]
 
 
-def video_triples(source: Path, target_video: Path, swap_video: Path, every: int) -> list:
+def video_triples(source: Path, target_video: Path, swap_video: Path, every: int, allow_partial: bool = False) -> list:
+    """Every `every`-th frame pair; a truncated or damaged video is refused unless `allow_partial`, which
+    compares the pairs that decode and warns."""
     from facedancer.images import read_image
     from facedancer.video import probe, read_frames
 
     photo = read_image(source)
-    a, b = probe(target_video), probe(swap_video)
+    a, b = probe(target_video, allow_partial), probe(swap_video, allow_partial)
+    damage = {info.path: info.damage for info in (a, b) if info.damage}
+    frames = [
+        read_frames(
+            info, every=every, on_damage=(lambda why, p=info.path: damage.setdefault(p, why)) if allow_partial else None
+        )
+        for info in (a, b)
+    ]
     triples = []
-    for i, (t, s) in enumerate(zip(read_frames(a, every=every), read_frames(b, every=every), strict=False)):
+    for i, (t, s) in enumerate(zip(*frames, strict=False)):
         triples.append((f"frame_{i * every:06d}", photo, t, s))
     if not triples:
         raise FaceDancerError(f"{target_video} / {swap_video}: no frames to compare")
+    for path, why in damage.items():
+        info = a if path == a.path else b
+        log.warning(
+            "%s: %s; --allow_partial: compared %d frame pairs (--every %d) of %d expected frames",
+            path,
+            why,
+            len(triples),
+            every,
+            info.expected_frames,
+        )
+    if damage:
+        return triples
     if a.estimated_frames != b.estimated_frames:
         log.warning(
             "%s has %d frames, %s has %d: only the first %d frames are compared (a truncated or resampled swap?)",

@@ -13,7 +13,7 @@ from facedancer.atomic import atomic_path
 from facedancer.background import ahead
 from facedancer.errors import FaceDancerError
 from facedancer.tracking import LandmarkSmoother
-from facedancer.video import FrameWriter, VideoError, frames_ahead, mux_audio, probe, read_frames
+from facedancer.video import PARTIAL_HINT, FrameWriter, VideoError, frames_ahead, mux_audio, probe, read_frames
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ class VideoOptions:
     smoothing: float = 0.6
     frames_per_batch: int = 8
     track: bool = True  # identity-aware tracks: selection and smoothing follow people, not boxes
+    allow_partial: bool = False  # a truncated or damaged input: swap the frames that decode, warn, succeed
 
     def __post_init__(self):
         if self.sample_rate < 1:
@@ -89,8 +90,8 @@ def swap_video(
     output = Path(output)
     check_output(output)
     clean_stale_temps(output)
-    info = probe(source)
-    total = info.estimated_frames
+    info = probe(source, allow_partial=options.allow_partial)
+    total = info.expected_frames
     max_frames = None if options.length >= 1.0 else max(1, int(total * options.length / options.sample_rate))
     expected = max_frames or -(-total // options.sample_rate)
     depth = frames_ahead(info, options.frames_per_batch)  # frames held per queue: fewer for 4K
@@ -121,7 +122,11 @@ def swap_video(
                     bar.update(len(pending))
                     pending.clear()
 
-                frames = read_frames(info, every=options.sample_rate, max_frames=max_frames, buffer=depth)
+                damage = [info.damage] if info.damage else []
+                on_damage = damage.append if options.allow_partial else None
+                frames = read_frames(
+                    info, every=options.sample_rate, max_frames=max_frames, buffer=depth, on_damage=on_damage
+                )
                 # Detection of the next frames overlaps the generator's work on the current batch.
                 detected = ahead(frames, lambda frame: (frame, find_faces(frame)), depth=depth)
                 for frame, faces in detected:
@@ -136,17 +141,30 @@ def swap_video(
                 bar.close()
                 if stats["frames"] == 0:
                     raise VideoError(f"{info.path}: the video has no frames")
-                if max_frames is None and not info.variable_rate and stats["frames"] < expected:
+                short = not info.variable_rate and stats["frames"] < expected
+                if short and max_frames is None and not options.allow_partial:
                     raise VideoError(
                         f"{info.path}: only {stats['frames']} of its {expected} frames could be decoded "
-                        "(a damaged file); re-export or re-copy it"
+                        f"(a damaged file); {PARTIAL_HINT}"
                     )
+                partial = options.allow_partial and bool(damage or short)
             if info.audio_codec:
-                mux_audio(video_tmp, info, final_tmp, trim_to_video=options.length < 1.0)
+                seconds = stats["frames"] * options.sample_rate / info.fps if partial else None
+                mux_audio(video_tmp, info, final_tmp, trim_to_video=options.length < 1.0, seconds=seconds)
             else:
                 os.replace(video_tmp, final_tmp)
         finally:
             video_tmp.unlink(missing_ok=True)
+    if partial:
+        stats["expected_frames"] = expected
+        log.warning(
+            "%s: %s; --allow_partial: swapped the %d of %d expected frames that decode%s",
+            info.path,
+            damage[0] if damage else "the file ends early",
+            stats["frames"],
+            expected,
+            ", audio trimmed to them" if info.audio_codec else "",
+        )
     if tracker is not None:
         stats["tracks"] = tracker.started
         stats["faces_described"] = tracker.descriptors_computed

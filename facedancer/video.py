@@ -8,7 +8,7 @@ import logging
 import queue
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,12 +38,19 @@ class VideoInfo:
     audio_codec: str | None
     frames: int = 0  # video packets in the file (0: unknown)
     variable_rate: bool = False  # frame intervals really vary: decoding resamples to `fps`
+    damage: str = ""  # why the file is truncated or damaged (probed with allow_partial); "" for a sound file
+    declared_frames: int = 0  # with damage: the frames the file should hold (its header's length)
 
     @property
     def estimated_frames(self) -> int:
         if self.frames and not self.variable_rate:
             return self.frames
         return max(1, round(self.fps * self.duration))
+
+    @property
+    def expected_frames(self) -> int:
+        """The frames a whole file would give: the declared length of a damaged one, else estimated_frames."""
+        return max(self.declared_frames, self.estimated_frames)
 
 
 def ffmpeg_exe() -> str:
@@ -120,9 +127,14 @@ def constant_rate(times: np.ndarray) -> float | None:
     return min(close, key=misfit) if close else rate
 
 
-def probe(path: str | Path) -> VideoInfo:
+PARTIAL_HINT = "re-export or re-copy it, or pass --allow_partial to use the frames that decode"
+
+
+def probe(path: str | Path, allow_partial: bool = False) -> VideoInfo:
     """Size, frame rate, frame count, duration and codecs; VideoError for a missing, unreadable, truncated
-    or damaged file."""
+    or damaged file. With `allow_partial` a truncated or damaged file whose start can be read is accepted:
+    `damage` says why, `frames` counts the packets that can be read, `declared_frames` those it should hold.
+    A file with nothing readable (an MP4 whose index at the end was cut off) is refused either way."""
     import imageio_ffmpeg
 
     path = Path(path)
@@ -139,16 +151,22 @@ def probe(path: str | Path) -> VideoInfo:
     if not width or not meta.get("fps"):
         raise VideoError(f"{path}: no video stream")
     times, errors = scan_frames(path)
+    damage = ""
     if errors:
-        raise VideoError(f"{path}: the file is damaged or truncated ({errors[0][-160:]}); re-export or re-copy it")
+        damage = f"the file is damaged or truncated ({errors[0][-160:]})"
     declared = _avi_declared_frames(path) if path.suffix.lower() == ".avi" else None
     if declared and len(times) < declared - max(2, declared // 50):  # the muxer may pad with empty frames
-        raise VideoError(
-            f"{path}: the file is truncated ({len(times)} of its {declared} frames); re-export or re-copy it"
-        )
+        damage = f"the file is truncated ({len(times)} of its {declared} frames)"
+    if damage and not allow_partial:
+        raise VideoError(f"{path}: {damage}; {PARTIAL_HINT}")
     if len(times) == 0:
         raise VideoError(f"{path}: the video has no frames")
     rate = constant_rate(times)
+    variable = rate is None and len(times) >= 3
+    if damage and rate is None:  # B-frames lost at the cut leave gaps at the end: trust the stream header
+        rate, variable = float(meta["fps"]), False  # and decode the frames as they are, no resampling
+    if damage and not declared:
+        declared = round(rate * float(meta.get("duration") or 0.0))
     return VideoInfo(
         path,
         int(width),
@@ -158,7 +176,9 @@ def probe(path: str | Path) -> VideoInfo:
         str(meta.get("codec", "")),
         meta.get("audio_codec") or None,
         frames=len(times),
-        variable_rate=rate is None and len(times) >= 3,
+        variable_rate=variable,
+        damage=damage,
+        declared_frames=declared or 0,
     )
 
 
@@ -186,13 +206,18 @@ class _Thread(threading.Thread):
 
 
 def read_frames(
-    info: VideoInfo, every: int = 1, max_frames: int | None = None, buffer: int = 16
+    info: VideoInfo,
+    every: int = 1,
+    max_frames: int | None = None,
+    buffer: int = 16,
+    on_damage: Callable[[str], None] | None = None,
 ) -> Iterator[np.ndarray]:
     """Decode frames sequentially in a thread (constant memory): RGB uint8 arrays, upright.
 
     A constant-rate input gives exactly its frames; a variable-rate one is resampled to its average rate
     (frames repeated or dropped), so audio stays in sync. At most `buffer` frames, and at most about
-    BUFFER_BYTES, are decoded ahead.
+    BUFFER_BYTES, are decoded ahead. A damaged frame raises VideoError, or, given `on_damage` (the
+    --allow_partial path), ends the frames there and hands it the reason.
     """
     import imageio_ffmpeg
 
@@ -220,8 +245,11 @@ def read_frames(
     except (OSError, RuntimeError) as exc:
         detail = [line.strip() for line in str(exc).splitlines() if line.strip()]
         reason = next((line for line in detail if "@" in line or "rror" in line), detail[-1] if detail else "")
+        if on_damage is not None:
+            on_damage(f"decoding failed, the file is damaged ({reason[-160:]})")
+            return
         raise VideoError(
-            f"{info.path}: decoding failed, the file is damaged ({reason[-160:]}); re-export or re-copy it"
+            f"{info.path}: decoding failed, the file is damaged ({reason[-160:]}); {PARTIAL_HINT}"
         ) from exc
 
 
@@ -292,9 +320,12 @@ class FrameWriter:
                 raise  # otherwise the error already propagating is the one to report
 
 
-def mux_audio(video_only: Path, audio_source: VideoInfo, output: Path, trim_to_video: bool = False) -> None:
+def mux_audio(
+    video_only: Path, audio_source: VideoInfo, output: Path, trim_to_video: bool = False, seconds: float | None = None
+) -> None:
     """Copy the input's audio stream unchanged into the encoded video (re-encoding to AAC only if the
-    container cannot hold it)."""
+    container cannot hold it); `trim_to_video` ends it with the shorter stream, `seconds` after that long
+    (a partial input: the audio may end before the video, and is then kept as far as it goes)."""
     base = [
         ffmpeg_exe(),
         "-y",
@@ -312,7 +343,7 @@ def mux_audio(video_only: Path, audio_source: VideoInfo, output: Path, trim_to_v
         "-c:v",
         "copy",
     ]
-    tail = (["-shortest"] if trim_to_video else []) + [str(output)]
+    tail = (["-shortest"] if trim_to_video else []) + (["-t", f"{seconds:.6f}"] if seconds else []) + [str(output)]
     result = subprocess.run([*base, "-c:a", "copy", *tail], capture_output=True, text=True)
     if result.returncode != 0:
         log.info("audio %s cannot be copied into %s; re-encoding it as AAC", audio_source.audio_codec, output.suffix)

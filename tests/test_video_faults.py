@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -284,6 +285,95 @@ def test_killed_run_leaves_nothing_and_the_next_run_cleans_up(swapper, generator
     assert not out.exists() and leftovers  # nothing under the final name; the dead run's temp files remain
     assert clean_stale_temps(out) == sorted(leftovers)
     assert not list(tmp_path.glob(".out.tmp-*"))
+
+
+@pytest.fixture(scope="module")
+def cut(crossing, tmp_path_factory):
+    """The crossing clip cut off halfway through its bytes (a copy or download that stopped)."""
+    from videos import truncated_copy
+
+    return truncated_copy(crossing[0], tmp_path_factory.mktemp("cut") / "cut.mp4")
+
+
+def test_truncated_video_with_allow_partial_swaps_the_frames_that_decode(
+    generator_file, crossing, cut, photos, tmp_path, caplog
+):
+    """End to end through the CLI: exit 0, one warning with the counts, the decodable start of the video
+    swapped in order, the audio trimmed to it. (Without the flag: the table in test_safety.py.)"""
+    out = tmp_path / "out.mp4"
+    arcface = save_arcface_standin(tmp_path / "ArcFace-Res50.h5")
+    with caplog.at_level(logging.WARNING):
+        code = _cli(
+            "--target", cut, "--swap_source", photos / "biden.jpg", "--output", out, "--allow_partial",
+            "--facedancer_path", generator_file, "--arcface_path", arcface,
+        )  # fmt: skip
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert code == 0, warnings
+    used = [
+        re.search(r"cut\.mp4: .*truncated.*--allow_partial: swapped the (\d+) of 30 expected frames", w)
+        for w in warnings
+    ]
+    assert sum(bool(m) for m in used) == 1, warnings
+    count = int(next(m for m in used if m).group(1))
+    assert 5 <= count < COUNT
+    info = stream_info(out)
+    assert info["frames"] == count and info["audio_codec"] == "aac"
+    kept = min(count / 12.0, stream_info(cut)["audio_seconds"])  # audio as far as it goes, not past the video
+    assert abs(info["audio_seconds"] - kept) < 0.1, (info["audio_seconds"], kept)
+    before, after = decode(crossing[0])[:count], decode(out)
+    corner = (slice(0, 30), slice(0, 30))
+    for a, b in zip(before, after, strict=True):  # the first frames, in order
+        assert np.abs(a[corner].astype(float) - b[corner]).mean() < 3.0
+    assert np.mean([np.abs(a.astype(float) - b).mean() > 0.5 for a, b in zip(before, after, strict=True)]) > 0.8
+    assert not list(tmp_path.glob(".out*"))
+
+
+def test_evaluate_compares_a_truncated_swap_only_with_allow_partial(crossing, cut, photos, caplog):
+    from facedancer.evaluation import video_triples
+    from facedancer.video import VideoError
+
+    with pytest.raises(VideoError, match=r"cut\.mp4: the file is damaged or truncated .*--allow_partial"):
+        video_triples(photos / "biden.jpg", crossing[0], cut, every=4)
+    with caplog.at_level(logging.WARNING):
+        triples = video_triples(photos / "biden.jpg", crossing[0], cut, every=4, allow_partial=True)
+    found = re.search(
+        r"cut\.mp4: .*--allow_partial: compared (\d+) frame pairs \(--every 4\) of 30 expected", caplog.text
+    )
+    assert found and int(found.group(1)) == len(triples) and 2 <= len(triples) < -(-COUNT // 4)
+    assert [t[0] for t in triples] == [f"frame_{4 * i:06d}" for i in range(len(triples))]
+
+
+def test_sigterm_during_a_video_swap_exits_143_and_leaves_nothing(generator_file, photos, tmp_path):
+    """A real SIGTERM, delivered once the encoder's temp file exists: the CLI exits 143, no output and no temp
+    file remain (SIGKILL, which no process can handle, is the test above), and the handler is put back."""
+    import threading
+
+    from facedancer.cli.main import main
+
+    frames, _ = scene_frames([Walk(photos / "obama.jpg", 20, 160, 30, SIDE)], 90, (320, 240))
+    video = write_video(tmp_path / "long.mp4", frames)
+    arcface = save_arcface_standin(tmp_path / "ArcFace-Res50.h5")
+    out, done = tmp_path / "out.mp4", threading.Event()
+
+    def terminate_once_writing():
+        while not done.is_set() and not list(tmp_path.glob(".out.tmp-*")):
+            time.sleep(0.05)
+        if not done.is_set():
+            time.sleep(0.5)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    watcher = threading.Thread(target=terminate_once_writing, daemon=True)
+    watcher.start()
+    argv = ["swap", "--target", video, "--output", out, "--swap_source", photos / "biden.jpg"]
+    argv += ["--facedancer_path", generator_file, "--arcface_path", arcface]
+    try:
+        code = main([str(a) for a in argv])
+    finally:
+        done.set()
+        watcher.join(10)
+    assert code == 128 + signal.SIGTERM, "the run ended before SIGTERM arrived" if code == 0 else code
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
 @pytest.mark.slow

@@ -148,3 +148,17 @@ def decode(path: Path) -> list[np.ndarray]:
     meta = next(reader)
     width, height = meta["size"]
     return [np.frombuffer(raw, np.uint8).reshape(height, width, 3) for raw in reader]
+
+
+def truncated_copy(video: Path, out: Path, keep: float = 0.5) -> Path:
+    """`video` cut off after `keep` of its bytes, as a download or copy that stopped: remuxed first with the
+    index (moov) at the front, as web and streaming MP4s have it, so the frames before the cut can be read."""
+    import imageio_ffmpeg
+
+    whole = out.with_name(out.stem + "_whole" + out.suffix)
+    args = ["-y", "-loglevel", "error", "-i", str(video), "-c", "copy", "-movflags", "+faststart", str(whole)]
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), *args], check=True)
+    data = whole.read_bytes()
+    whole.unlink()
+    out.write_bytes(data[: int(len(data) * keep)])
+    return out

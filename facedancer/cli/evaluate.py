@@ -27,6 +27,12 @@ def add_parser(sub) -> None:
     p.add_argument("--target_video", help="target (input) video")
     p.add_argument("--swap_video", help="swapped (output) video")
     p.add_argument("--every", type=types.POSITIVE_INT, default=5, help="with videos: evaluate every N-th frame (5)")
+    p.add_argument(
+        "--allow_partial",
+        action="store_true",
+        help="with videos: a truncated or damaged --target_video/--swap_video is compared as far as its frames "
+        "decode, with a warning (off: refused with exit 1)",
+    )
     p.add_argument("--arcface_path", help="your identity encoder for id_cos_* and id_retrieval (optional)")
     p.add_argument(
         "--judge",
@@ -64,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
     if args.target_video or args.swap_video:
         if not (args.target_video and args.swap_video) or source.is_dir():
             raise FaceDancerError("video evaluation needs --target_video, --swap_video and one --source photo")
-        triples = video_triples(source, Path(args.target_video), Path(args.swap_video), args.every)
+        triples = video_triples(
+            source, Path(args.target_video), Path(args.swap_video), args.every, allow_partial=args.allow_partial
+        )
     else:
         if not (args.target and args.swap):
             raise FaceDancerError("give --target and --swap folders (or --target_video and --swap_video)")

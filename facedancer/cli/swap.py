@@ -198,6 +198,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"fraction of the video to process, (0, 1] ({v.length})",
     )
     g.add_argument("--compare", action="store_true", help="write the original and the swap side by side")
+    g.add_argument(
+        "--allow_partial",
+        action="store_true",
+        help="a truncated or damaged video: swap the frames that decode (audio trimmed to match), warn how many "
+        "of how many expected were used, exit 0 (off: refused with exit 1, nothing written)",
+    )
     g.add_argument("--codec", default=v.codec, help=f"video codec ({v.codec})")
     g.add_argument(
         "--crf",
@@ -309,7 +315,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_output(output)  # before any work: loading models takes a while
     clean_stale_temps(output)
-    probe(target)  # a truncated or damaged video is refused before the models load
+    probe(target, allow_partial=args.allow_partial)  # a truncated or damaged video is refused before the models load
     return swap_video_file(build_swapper(args), target, output, args)
 
 
@@ -361,6 +367,7 @@ def swap_video_file(swapper, target: Path, output: Path, args: argparse.Namespac
         smoothing=args.smoothing,
         frames_per_batch=args.batch_size,
         track=args.track,
+        allow_partial=args.allow_partial,
     )
     swap_video(swapper, target, output, options)
     return 0
