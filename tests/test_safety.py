@@ -55,6 +55,7 @@ def ws(tmp_path_factory) -> Path:
     (root / "gen.h5").write_bytes(b"\x89HDF\r\n\x1a\n not really a model")
     (root / "arc.h5").write_bytes(b"\x89HDF\r\n\x1a\n not really a model either")
     (root / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 stand-in bytes")
+    _videos(root)
     (root / "link").symlink_to(root / "photos", target_is_directory=True)
     (root / "out.png").mkdir()  # a folder with an image name
     for identity, crops in (("anna", _face_crops(3)), ("bert", _face_crops(2))):
@@ -76,6 +77,18 @@ def ws(tmp_path_factory) -> Path:
     (root / "runs" / "00000-failed").mkdir(parents=True)
     (root / "runs" / "00000-failed" / "options.json").write_text(json.dumps({"arcface_path": "wrong.h5"}))
     return root
+
+
+def _videos(root: Path) -> None:
+    """A real 12-frame clip with audio, and two copies cut off halfway: one with its index (moov) at the front
+    (the frames before the cut can be read: --allow_partial applies), one with it at the end (nothing can)."""
+    from photos import astronaut
+    from videos import truncated_copy, write_video
+
+    frames = [np.ascontiguousarray(np.roll(astronaut()[:128, 192:320], 4 * i, axis=1)) for i in range(12)]
+    whole = write_video(root / "whole.mp4", frames)
+    truncated_copy(whole, root / "cut.mp4")
+    (root / "cut_index_at_end.mp4").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
 
 
 def _snapshot(root: Path) -> dict[str, str]:
@@ -159,6 +172,11 @@ CASES = [
     Case("swap-missing-target", SWAP + " --target {ws}/nope.jpg --output {ws}/new/x.png", 1, r"nope\.jpg not found"),
     Case("swap-missing-source", "swap --swap_source {ws}/nope.jpg --facedancer_path {ws}/gen.h5 "
          "--target {ws}/photos/a.jpg --output {ws}/new/x.png", 1, r"source photo not found: .*nope\.jpg"),
+    # swap: a truncated video is refused unless --allow_partial (which cannot help when the index is gone)
+    Case("swap-truncated-video", SWAP + " --target {ws}/cut.mp4 --output {ws}/o.mp4", 1,
+         r"cut\.mp4: the file is damaged or truncated .*; re-export or re-copy it, or pass --allow_partial"),
+    Case("swap-truncated-index-gone", SWAP + " --target {ws}/cut_index_at_end.mp4 --output {ws}/o.mp4 "
+         "--allow_partial", 1, r"cut_index_at_end\.mp4: not a readable video"),
     # swap: flag ranges
     Case("swap-smoothing-1.5", SWAP + " --target {ws}/clip.mp4 --output {ws}/o.mp4 --smoothing 1.5", 2,
          r"--smoothing: must be in \[0\.0, 1\.0\)"),
@@ -240,6 +258,9 @@ CASES = [
          "--output {ws}/new", 1, r"--target .*nope not found"),
     Case("evaluate-missing-video", "evaluate --source {ws}/src.jpg --target_video {ws}/clip.mp4 "
          "--swap_video {ws}/gone.mp4 --output {ws}/new", 1, r"--swap_video .*gone\.mp4 not found"),
+    Case("evaluate-truncated-swap-video", "evaluate --source {ws}/src.jpg --target_video {ws}/whole.mp4 "
+         "--swap_video {ws}/cut.mp4 --output {ws}/new --no-judge", 1,
+         r"cut\.mp4: the file is damaged or truncated .*--allow_partial"),
     # ifsr-margins, demo, info
     Case("ifsr-output-is-encoder", "ifsr-margins --data_dir {ws}/aligned --arcface_path {ws}/arc.h5 "
          "--output {ws}/arc.h5", 1, r"is the input --arcface_path"),
