@@ -281,8 +281,9 @@ def _rss_mb() -> float:
 
 
 def test_small_load_loses_nothing_answers_correctly_and_memory_stays_flat(server, files):
-    """Twice: 10 image requests from 4 clients while 2 video jobs run. Every answer is the single-request
-    answer, and the second round does not grow the (server's) process memory by more than a little."""
+    """Three rounds: 10 image requests from 4 clients while 2 video jobs run. Every answer is the single-request
+    answer, and after the first round (thread pools, allocator arenas warm up) a round does not grow the
+    (server's, here in-process) memory by more than a little."""
     url, _ = server
     with _client(url) as client:
         expected = decode_image(_swap(client, files["target"], files["source"]).content)[0]
@@ -296,7 +297,7 @@ def test_small_load_loses_nothing_answers_correctly_and_memory_stays_flat(server
 
     sent = [("target", ("v.mp4", files["short"])), ("source", ("s.jpg", files["source"]))]
     memory = []
-    for _ in range(2):
+    for _ in range(3):
         with _client(url) as client:
             jobs = [client.post("/v1/jobs", files=sent).json()["id"] for _ in range(2)]
         with ThreadPoolExecutor(4) as pool:
@@ -307,7 +308,7 @@ def test_small_load_loses_nothing_answers_correctly_and_memory_stays_flat(server
         with _client(url) as client:
             assert [_wait(client, j)["state"] for j in jobs] == ["done", "done"]
         memory.append(_rss_mb())
-    assert memory[1] - memory[0] < 64, memory
+    assert memory[2] - memory[1] < 64, memory
 
 
 def test_the_serve_command_binds_loopback_reads_the_token_from_the_environment_and_stops(photos, tmp_path):

@@ -265,8 +265,18 @@ def test_overfitting_two_images_lowers_reconstruction(aligned_tree, setup, tmp_p
         (pair / name).parent.mkdir(parents=True, exist_ok=True)
         (pair / name).write_bytes((aligned_tree / name).read_bytes())
     write_shards(pair, tmp_path / "shards", ShardOptions(data_name="pair"), progress=False)
+    # The reconstruction term leads: with the random stand-in ArcFace the identity, cycle and IFSR terms pull
+    # elsewhere, and the early adversarial game can outweigh a weight of 5 over a few steps.
     options = _options(
-        setup, data_dir=str(tmp_path / "shards" / "pair_train_*-of-*.records"), lr=5e-4, same_ratio=1.0, max_steps=1
+        setup,
+        data_dir=str(tmp_path / "shards" / "pair_train_*-of-*.records"),
+        lr=2e-4,
+        r_lambda=50.0,
+        same_ratio=1.0,
+        max_steps=1,
+        i_lambda=0.0,
+        c_lambda=0.0,
+        ifsr_lambda=0.0,
     )
     trainer = Trainer(options, tmp_path / "run")
     dataset = iter(_dataset(options, same_ratio=1.0, augment=False))  # memorising needs the same pixels each step
