@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from facedancer.detection import Face
+from facedancer.smoothing import FrameMotion, blend
 
 # describe(frame, faces) -> (N, D) descriptors; distance(a, b) -> float; same person when distance <= threshold.
 Describe = Callable[[np.ndarray, Sequence[Face]], np.ndarray]
@@ -148,10 +149,12 @@ class FaceTracker:
         self.started = 0  # tracks started so far
         self._ids = itertools.count()
         self._signature: np.ndarray | None = None
+        self.motion = FrameMotion()  # the image's motion between frames: what smoothing must not hold back
 
     def reset(self) -> None:
         self.tracks = []
         self._signature = None
+        self.motion.reset()
 
     # -- one frame -------------------------------------------------------------------------------
 
@@ -175,6 +178,8 @@ class FaceTracker:
         self.frame += 1
         now, faces = self.frame, list(faces)
         seen_cut = self._is_cut(frame)  # always called: it keeps the previous frame's signature
+        if self.smoothing > 0:
+            self.motion.advance(frame)  # always called: it keeps the previous frame
         cut = seen_cut if cut is None else cut
         if cut and self.identity is None:
             self.tracks = []  # nothing can tell who is who across a cut
@@ -263,13 +268,19 @@ class FaceTracker:
                 landmarks, prior = face.landmarks, None
                 steady = not cut and track.last_frame == now - 1
                 if steady:
-                    # alpha-beta filter: predict with the track's motion, so a moving face is smoothed without lag
-                    guess = track.landmarks + track.drift
+                    # predict where the face is now: carried by the image's own motion (facedancer/smoothing.py),
+                    # or by the track's landmark velocity (alpha-beta) where the image cannot say; the detection
+                    # then only corrects the prediction, so noise is averaged and true motion passes at once
+                    moved = self.motion.move(track.landmarks, track.box) if self.smoothing > 0 else None
+                    guess = track.landmarks + track.drift if moved is None else moved
                     error = face.landmarks - guess
                     if self.smoothing > 0 and np.abs(error).max() < self.reset_fraction * face.size:
                         prior, gain = guess, 1.0 - self.smoothing
-                        landmarks = self.smoothing * guess + gain * face.landmarks
-                        track.drift = track.drift + gain * gain / (2.0 - gain) * error.mean(0)
+                        landmarks = blend(guess, face.landmarks, self.smoothing)
+                        if moved is None:
+                            track.drift = track.drift + gain * gain / (2.0 - gain) * error.mean(0)
+                        else:
+                            track.drift = 0.5 * track.drift + 0.5 * (landmarks - track.landmarks).mean(0)
                     else:
                         track.drift = (face.landmarks - track.landmarks).mean(0)
                 else:
