@@ -116,15 +116,17 @@ class FaceTracker:
 
     `update(frame, faces)` takes one frame's detections and returns them, in the same order, as TrackedFace
     (landmarks smoothed with their own track only); `carry()` advances one frame without detections (tracks
-    move on by their velocity). `smoothing` in [0, 1): 0 is off, higher holds landmarks steadier; moves larger
-    than `reset_fraction` of the face size bypass smoothing so fast motion does not lag. A track not seen for
+    move on by their velocity). `smoothing` in [0, 1) is the strength: 0 is off, otherwise each face's
+    landmarks are `smoothing` × the track's prediction (its last landmarks carried by the image's measured motion,
+    facedancer/smoothing.py) + the rest from the detection; a detection farther than `reset_fraction` of the face
+    size from the prediction is taken as is, so nothing the prediction missed can lag. A track not seen for
     more than `max_missing` frames ends. With `identity`, a hidden person who comes back within `max_missing`
     frames gets their track back, and a different person never takes over a track.
     """
 
     def __init__(
         self,
-        smoothing: float = 0.6,
+        smoothing: float = 0.7,
         match_iou: float = 0.3,
         reset_fraction: float = 0.15,
         max_missing: int = 24,
@@ -318,7 +320,7 @@ class FaceTracker:
 class LandmarkSmoother:
     """Landmark smoothing by box overlap alone (no identity): faces in, smoothed faces out, in order."""
 
-    def __init__(self, strength: float = 0.6, match_iou: float = 0.3, reset_fraction: float = 0.15):
+    def __init__(self, strength: float = 0.7, match_iou: float = 0.3, reset_fraction: float = 0.15):
         self.strength = strength
         self._tracker = FaceTracker(strength, match_iou, reset_fraction, max_missing=0)
 
