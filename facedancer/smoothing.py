@@ -18,6 +18,9 @@ import numpy as np
 _GRID = 6  # flow points per side of the face box
 _MIN_POINTS = 8  # fewer reliable points than this: the image cannot say how the face moved
 _ROUND_TRIP = 0.5  # pixels: a point tracked forward then back must land this close to where it started
+# A flow prediction farther than this share of the face size from the detection is not trusted (flow misled by
+# an occluder or a very fast move): the detection is taken as is. Detector noise is about 1 % of the face size.
+DISAGREEMENT = 0.06
 
 
 def grey(frame: np.ndarray | None) -> np.ndarray | None:
@@ -48,6 +51,11 @@ class FrameMotion:
         current = grey(frame)
         same = self._current is not None and current is not None and current.shape == self._current.shape
         self._previous, self._current = (self._current if same else None), current
+
+    @property
+    def available(self) -> bool:
+        """Two consecutive frames are at hand: the image can be asked how things moved."""
+        return self._previous is not None and self._current is not None
 
     def transform(self, box: np.ndarray) -> np.ndarray | None:
         """2x3 similarity transform of the image inside `box` (previous-frame pixels) from the previous frame

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from facedancer.detection import Face
-from facedancer.smoothing import FrameMotion, blend
+from facedancer.smoothing import DISAGREEMENT, FrameMotion, blend
 
 # describe(frame, faces) -> (N, D) descriptors; distance(a, b) -> float; same person when distance <= threshold.
 Describe = Callable[[np.ndarray, Sequence[Face]], np.ndarray]
@@ -276,13 +276,16 @@ class FaceTracker:
                     moved = self.motion.move(track.landmarks, track.box) if self.smoothing > 0 else None
                     guess = track.landmarks + track.drift if moved is None else moved
                     error = face.landmarks - guess
-                    if self.smoothing > 0 and np.abs(error).max() < self.reset_fraction * face.size:
+                    limit = self.reset_fraction if moved is None else min(self.reset_fraction, DISAGREEMENT)
+                    # the image is at hand but cannot say how this face moved: trust the detection alone
+                    blind = moved is None and self.motion.available
+                    if self.smoothing > 0 and not blind and np.abs(error).max() < limit * face.size:
                         prior, gain = guess, 1.0 - self.smoothing
                         landmarks = blend(guess, face.landmarks, self.smoothing)
                         if moved is None:
                             track.drift = track.drift + gain * gain / (2.0 - gain) * error.mean(0)
                         else:
-                            track.drift = 0.5 * track.drift + 0.5 * (landmarks - track.landmarks).mean(0)
+                            track.drift = (moved - track.landmarks).mean(0)  # the measured motion (for carry)
                     else:
                         track.drift = (face.landmarks - track.landmarks).mean(0)
                 else:
