@@ -309,6 +309,7 @@ class FaceTracker:
         """Advance one frame without detections: every live track moves on by its velocity."""
         self.frame += 1
         self.tracks = [t for t in self.tracks if self.frame - t.last_frame - 1 <= self.max_missing]
+        self.motion.reset()  # no frame seen here: the next frame's flow would start from a stale one
         out = []
         for track in self.tracks:
             shift = track.velocity
