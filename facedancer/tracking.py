@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from facedancer.detection import Face
+from facedancer.smoothing import DISAGREEMENT, FrameMotion, blend
 
 # describe(frame, faces) -> (N, D) descriptors; distance(a, b) -> float; same person when distance <= threshold.
 Describe = Callable[[np.ndarray, Sequence[Face]], np.ndarray]
@@ -115,15 +116,17 @@ class FaceTracker:
 
     `update(frame, faces)` takes one frame's detections and returns them, in the same order, as TrackedFace
     (landmarks smoothed with their own track only); `carry()` advances one frame without detections (tracks
-    move on by their velocity). `smoothing` in [0, 1): 0 is off, higher holds landmarks steadier; moves larger
-    than `reset_fraction` of the face size bypass smoothing so fast motion does not lag. A track not seen for
+    move on by their velocity). `smoothing` in [0, 1) is the strength: 0 is off, otherwise each face's
+    landmarks are `smoothing` × the track's prediction (its last landmarks carried by the image's measured motion,
+    facedancer/smoothing.py) + the rest from the detection; a detection farther than `reset_fraction` of the face
+    size from the prediction is taken as is, so nothing the prediction missed can lag. A track not seen for
     more than `max_missing` frames ends. With `identity`, a hidden person who comes back within `max_missing`
     frames gets their track back, and a different person never takes over a track.
     """
 
     def __init__(
         self,
-        smoothing: float = 0.6,
+        smoothing: float = 0.7,
         match_iou: float = 0.3,
         reset_fraction: float = 0.15,
         max_missing: int = 24,
@@ -148,10 +151,12 @@ class FaceTracker:
         self.started = 0  # tracks started so far
         self._ids = itertools.count()
         self._signature: np.ndarray | None = None
+        self.motion = FrameMotion()  # the image's motion between frames: what smoothing must not hold back
 
     def reset(self) -> None:
         self.tracks = []
         self._signature = None
+        self.motion.reset()
 
     # -- one frame -------------------------------------------------------------------------------
 
@@ -175,6 +180,8 @@ class FaceTracker:
         self.frame += 1
         now, faces = self.frame, list(faces)
         seen_cut = self._is_cut(frame)  # always called: it keeps the previous frame's signature
+        if self.smoothing > 0:
+            self.motion.advance(frame)  # always called: it keeps the previous frame
         cut = seen_cut if cut is None else cut
         if cut and self.identity is None:
             self.tracks = []  # nothing can tell who is who across a cut
@@ -263,13 +270,22 @@ class FaceTracker:
                 landmarks, prior = face.landmarks, None
                 steady = not cut and track.last_frame == now - 1
                 if steady:
-                    # alpha-beta filter: predict with the track's motion, so a moving face is smoothed without lag
-                    guess = track.landmarks + track.drift
+                    # predict where the face is now: carried by the image's own motion (facedancer/smoothing.py),
+                    # or by the track's landmark velocity (alpha-beta) where the image cannot say; the detection
+                    # then only corrects the prediction, so noise is averaged and true motion passes at once
+                    moved = self.motion.move(track.landmarks, track.box) if self.smoothing > 0 else None
+                    guess = track.landmarks + track.drift if moved is None else moved
                     error = face.landmarks - guess
-                    if self.smoothing > 0 and np.abs(error).max() < self.reset_fraction * face.size:
+                    limit = self.reset_fraction if moved is None else min(self.reset_fraction, DISAGREEMENT)
+                    # the image is at hand but cannot say how this face moved: trust the detection alone
+                    blind = moved is None and self.motion.available
+                    if self.smoothing > 0 and not blind and np.abs(error).max() < limit * face.size:
                         prior, gain = guess, 1.0 - self.smoothing
-                        landmarks = self.smoothing * guess + gain * face.landmarks
-                        track.drift = track.drift + gain * gain / (2.0 - gain) * error.mean(0)
+                        landmarks = blend(guess, face.landmarks, self.smoothing)
+                        if moved is None:
+                            track.drift = track.drift + gain * gain / (2.0 - gain) * error.mean(0)
+                        else:
+                            track.drift = (moved - track.landmarks).mean(0)  # the measured motion (for carry)
                     else:
                         track.drift = (face.landmarks - track.landmarks).mean(0)
                 else:
@@ -293,6 +309,7 @@ class FaceTracker:
         """Advance one frame without detections: every live track moves on by its velocity."""
         self.frame += 1
         self.tracks = [t for t in self.tracks if self.frame - t.last_frame - 1 <= self.max_missing]
+        self.motion.reset()  # no frame seen here: the next frame's flow would start from a stale one
         out = []
         for track in self.tracks:
             shift = track.velocity
@@ -307,7 +324,7 @@ class FaceTracker:
 class LandmarkSmoother:
     """Landmark smoothing by box overlap alone (no identity): faces in, smoothed faces out, in order."""
 
-    def __init__(self, strength: float = 0.6, match_iou: float = 0.3, reset_fraction: float = 0.15):
+    def __init__(self, strength: float = 0.7, match_iou: float = 0.3, reset_fraction: float = 0.15):
         self.strength = strength
         self._tracker = FaceTracker(strength, match_iou, reset_fraction, max_missing=0)
 

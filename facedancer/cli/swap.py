@@ -151,7 +151,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--smoothing",
         type=types.float_in(0.0, 1.0, high_open=True),
         default=v.smoothing,
-        help=f"landmark smoothing across video frames against jitter, 0 (off) to <1 ({v.smoothing})",
+        help="landmark smoothing strength against detector jitter, 0 (off) to <1: the share of each face's "
+        f"landmarks taken from its track's prediction, which follows the image's own motion ({v.smoothing})",
     )
     g = p.add_argument_group("speed and encoding")
     g.add_argument(
