@@ -7,11 +7,13 @@ Reports, with landmark smoothing off and on:
 - person switches: the share of frames in which someone other than the chosen person is selected, for
   `--select reference` (reference photo: another photo of the chosen person) and `--select largest`, with
   tracking (default) and `--no-track` (per-frame decisions);
-- identity cost: descriptors computed per frame by the tracker.
+- identity cost: descriptors computed per frame by the tracker;
+- with `--detect_every`: jitter, switches and detector calls per frame when the detector runs on every N-th frame
+  only and faces are followed by optical flow in between (facedancer.flow), tracked, smoothing on.
 
 Only detection, tracking and selection run (the generator does not change which face is pasted where).
 
-    python benchmarks/stability.py --frames 48
+    python benchmarks/stability.py --frames 48 --detect_every 1 2 3 5
 """
 
 from __future__ import annotations
@@ -91,11 +93,13 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--shake", type=float, default=1.5, help="camera shake, pixels (standard deviation)")
     parser.add_argument("--smoothing", type=float, default=0.6)
+    parser.add_argument("--detect_every", type=int, nargs="*", default=[], help="also run these N (1 = every frame)")
     args = parser.parse_args()
 
     from photos import photo_dir
 
     from facedancer.detection import RetinaFaceDetector
+    from facedancer.flow import FaceFollower
     from facedancer.images import read_image
     from facedancer.selection import DlibDescriptor, TrackSelection, identity_check
     from facedancer.tracking import FaceTracker, LandmarkSmoother
@@ -135,6 +139,28 @@ def main() -> int:
                 f"tracked {results['reference'][1]:5.1%} / {results['largest'][1]:5.1%}, "
                 f"per frame {per_frame['reference'] / len(frames):5.1%} / {per_frame['largest'] / len(frames):5.1%}"
                 f"  {results['reference'][2]:10.2f}"
+            )
+        for every in args.detect_every:
+            # the detector is the one above; its results for each frame were computed once
+            index = {id(f): i for i, f in enumerate(frames)}
+            calls = [0]
+
+            def detect(frame, index=index, detections=detections, calls=calls):
+                calls[0] += 1
+                return detections[index[id(frame)]]
+
+            tracker = FaceTracker(args.smoothing, identity=identity_check(descriptor, 0.6))
+            follower = FaceFollower(detect, tracker, every)
+            selection = TrackSelection("reference", 24, reference, descriptor.distance, 0.6)
+            rows, wrong = [], 0
+            for frame, where in zip(frames, truth, strict=True):
+                tracked = follower(frame)
+                rows.append([t.face for t in tracked])
+                wrong += any(person_of(f, where, walks) != chosen for f in selection(tracked, tracker.tracks))
+            print(
+                f"{name:38s} detect_every {every}: jitter {jitter(rows, truth, walks):.3f} px, "
+                f"switches {wrong / len(frames):5.1%}, detector calls/frame {calls[0] / len(frames):.2f} "
+                f"(lost {follower.lost}, cuts {follower.cuts})"
             )
     return 0
 
