@@ -8,7 +8,8 @@ Reports, with landmark smoothing off and on:
   `--select reference` (reference photo: another photo of the chosen person) and `--select largest`, with
   tracking (default) and `--no-track` (per-frame decisions);
 - identity cost: descriptors computed per frame by the tracker;
-- with `--detect_every`: jitter, switches and detector calls per frame when the detector runs on every N-th frame
+- with `--detect_every`: jitter, switches, the mean (max) distance of the pasted landmarks from the frame's own
+  detection, and detector calls per frame when the detector runs on every N-th frame
   only and faces are followed by optical flow in between (facedancer.flow), tracked, smoothing on.
 
 Only detection, tracking and selection run (the generator does not change which face is pasted where).
@@ -96,6 +97,7 @@ def main() -> int:
     parser.add_argument("--detect_every", type=int, nargs="*", default=[], help="also run these N (1 = every frame)")
     args = parser.parse_args()
 
+    import numpy as np
     from photos import photo_dir
 
     from facedancer.detection import RetinaFaceDetector
@@ -157,8 +159,16 @@ def main() -> int:
                 tracked = follower(frame)
                 rows.append([t.face for t in tracked])
                 wrong += any(person_of(f, where, walks) != chosen for f in selection(tracked, tracker.tracks))
+            # how far the pasted landmarks are from this frame's own detection of the same face (nearest one)
+            offsets = [
+                min(float(np.abs(face.landmarks - d.landmarks).mean()) for d in found)
+                for row, found in zip(rows, detections, strict=True)
+                for face in row
+                if found
+            ]
             print(
                 f"{name:38s} detect_every {every}: jitter {jitter(rows, truth, walks):.3f} px, "
+                f"from per-frame detection {np.mean(offsets):.2f} px (max {np.max(offsets):.1f}), "
                 f"switches {wrong / len(frames):5.1%}, detector calls/frame {calls[0] / len(frames):.2f} "
                 f"(lost {follower.lost}, cuts {follower.cuts})"
             )

@@ -5,19 +5,21 @@ on every N-th frame only; on the frames between, each face seen in the previous 
 Lucas-Kanade flow of a few points on and around it (its landmarks and a grid over its box), tracked forwards
 and backwards on a downscaled grey frame; a similarity transform fitted to the points that agree moves the
 landmarks and the box. Detection runs at once, off schedule, on a scene cut (the frame's grey thumbnail changes
-a lot) or a lost track (too few points agree, the forward-backward error is high, the face leaves the frame).
+a lot) or a lost track (too few points agree, the forward-backward error is high, the face leaves the frame, its
+look changed since its detection, two faces overlap: one may be hiding the other).
 Tracks keep their identity: the carried faces stay on their FaceTracker tracks (`FaceTracker.carry`).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from facedancer.detection import Face
-from facedancer.tracking import FaceTracker, Track, TrackedFace
+from facedancer.tracking import FaceTracker, Track, TrackedFace, iou
 
 FLOW_MAX_SIDE = 640  # flow runs on the frame scaled to at most this side, as detection does
 GRID = 4  # GRID x GRID points over the inner face box, besides the 5 landmarks
@@ -53,6 +55,19 @@ def scene_change(previous: np.ndarray, current: np.ndarray) -> float:
     a = cv2.resize(previous, (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32)
     b = cv2.resize(current, (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32)
     return float(np.abs(a - b).mean())
+
+
+def face_look(grey: np.ndarray, box: np.ndarray) -> np.ndarray | None:
+    """16x16 thumbnail of the (scaled) face box, zero mean and unit spread: compares looks, not lighting."""
+    import cv2
+
+    height, width = grey.shape[:2]
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)
+    if x2 - x1 < 4 or y2 - y1 < 4:
+        return None
+    patch = cv2.resize(grey[y1:y2, x1:x2], (16, 16), interpolation=cv2.INTER_AREA).astype(np.float32)
+    return (patch - patch.mean()) / (patch.std() + 1e-6)
 
 
 def follow(
@@ -130,6 +145,8 @@ class FaceFollower:
         every: int = 1,
         cut_threshold: float = 40.0,
         max_error: float = 0.02,
+        look_change: float = 0.5,
+        overlap: float = 0.05,
     ):
         if every < 1:
             raise ValueError(f"detect every N frames needs N >= 1, got {every}")
@@ -138,10 +155,13 @@ class FaceFollower:
         self.every = every
         self.cut_threshold = cut_threshold
         self.max_error = max_error
+        self.look_change = look_change
+        self.overlap = overlap
         self.detections = self.cuts = self.lost = 0
         self._since = 0  # frames since the last detection
         self._grey: np.ndarray | None = None
         self._scale = 1.0
+        self._looks: dict[int, np.ndarray | None] = {}  # track id -> its face's look at the last detection
 
     def __call__(self, frame: np.ndarray) -> list[TrackedFace]:
         if self.every == 1:
@@ -166,10 +186,15 @@ class FaceFollower:
     def _detect(self, frame: np.ndarray, cut: bool | None) -> list[TrackedFace]:
         self.detections += 1
         self._since = 1
-        return self.tracker.update(frame, self.detect(frame), cut=cut)
+        tracked = self.tracker.update(frame, self.detect(frame), cut=cut)
+        if self.every > 1:
+            self._looks = {t.track.id: face_look(self._grey, t.face.box * self._scale) for t in tracked}
+        return tracked
 
     def _follow(self, previous: np.ndarray, current: np.ndarray, scale: float) -> list[Moved] | None:
-        """Every face of the previous frame moved to this one; None when any of them is lost."""
+        """Every face of the previous frame moved to this one; None when any of them is lost, when two of
+        them overlap (one may be about to hide the other: only a detection can tell) or when a face no longer
+        looks like it did at its last detection (something moved in front of it)."""
         out = []
         for track in self.tracker.tracks:
             if track.last_frame != self.tracker.frame:
@@ -177,5 +202,12 @@ class FaceFollower:
             moved = follow(previous, current, scale, track.box, track.landmarks, self.max_error)
             if moved is None:
                 return None
+            look = self._looks.get(track.id)
+            now = face_look(current, moved[0] * scale)
+            if look is None or now is None or float(np.abs(now - look).mean()) > self.look_change:
+                return None
             out.append(Moved(track, *moved))
+        for a, b in itertools.combinations(out, 2):
+            if iou(a.box, b.box) > self.overlap:
+                return None
         return out

@@ -149,3 +149,18 @@ def test_swap_video_detect_every_swaps_every_frame_and_keeps_count_and_size(phot
     for i, (a, b) in enumerate(zip(source, out, strict=True)):
         x1, y1, x2, y2 = (int(v) for v in detector.detect(a, score=0.9)[0].box)
         assert np.abs(a[y1:y2, x1:x2].astype(int) - b[y1:y2, x1:x2]).mean() > 5, i  # swapped on every frame
+
+
+def test_crossing_never_pastes_a_hidden_face(photos, detector):
+    from videos import crossing_frames
+
+    frames = crossing_frames([photos / "obama.jpg", photos / "biden.jpg"], 16)
+    counting = CountingDetector(detector)
+    rows, counting, follower = run(frames, counting, 4)
+    per_frame = [detector.detect(f, score=0.9) for f in frames]
+    assert len(counting.frames) < len(frames)  # detection still skipped on some frames
+    for i, (row, found) in enumerate(zip(rows, per_frame, strict=True)):
+        assert len(row) == len(found), i  # a face hidden behind the other is not followed onto it
+        for t in row:
+            offset = min(np.abs(t.face.landmarks - d.landmarks).mean() for d in found)
+            assert offset < 4.0, (i, offset)
