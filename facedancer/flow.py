@@ -6,7 +6,7 @@ Lucas-Kanade flow of a few points on and around it (its landmarks and a grid ove
 and backwards on a downscaled grey frame; a similarity transform fitted to the points that agree moves the
 landmarks and the box. Detection runs at once, off schedule, on a scene cut (the frame's grey thumbnail changes
 a lot) or a lost track (too few points agree, the forward-backward error is high, the face leaves the frame, its
-look changed since its detection, two faces overlap: one may be hiding the other).
+look changed since its detection, two heads touch: one may be about to hide the other).
 Tracks keep their identity: the carried faces stay on their FaceTracker tracks (`FaceTracker.carry`).
 """
 
@@ -130,6 +130,11 @@ def follow(
     return new_box, new_landmarks
 
 
+def _grown(box: np.ndarray, factor: float) -> np.ndarray:
+    centre, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]) / 2 * factor
+    return np.concatenate([centre - half, centre + half])
+
+
 class FaceFollower:
     """frame -> this frame's TrackedFace list, detecting on every `every`-th frame (1: every frame, exactly the
     tracker's per-frame behaviour) and following faces by optical flow in between.
@@ -146,7 +151,7 @@ class FaceFollower:
         cut_threshold: float = 40.0,
         max_error: float = 0.02,
         look_change: float = 0.5,
-        overlap: float = 0.05,
+        near: float = 2.0,
     ):
         if every < 1:
             raise ValueError(f"detect every N frames needs N >= 1, got {every}")
@@ -156,7 +161,7 @@ class FaceFollower:
         self.cut_threshold = cut_threshold
         self.max_error = max_error
         self.look_change = look_change
-        self.overlap = overlap
+        self.near = near  # faces whose boxes, grown this many times, touch: heads that may hide each other
         self.detections = self.cuts = self.lost = 0
         self._since = 0  # frames since the last detection
         self._grey: np.ndarray | None = None
@@ -194,7 +199,8 @@ class FaceFollower:
     def _follow(self, previous: np.ndarray, current: np.ndarray, scale: float) -> list[Moved] | None:
         """Every face of the previous frame moved to this one; None when any of them is lost, when two of
         them overlap (one may be about to hide the other: only a detection can tell) or when a face no longer
-        looks like it did at its last detection (something moved in front of it)."""
+        looks like it did at its last detection (something moved in front of it). Heads are about twice their
+        face box: faces whose boxes grown `near` times touch are treated as overlapping."""
         out = []
         for track in self.tracker.tracks:
             if track.last_frame != self.tracker.frame:
@@ -208,6 +214,6 @@ class FaceFollower:
                 return None
             out.append(Moved(track, *moved))
         for a, b in itertools.combinations(out, 2):
-            if iou(a.box, b.box) > self.overlap:
+            if iou(_grown(a.box, self.near), _grown(b.box, self.near)) > 0:
                 return None
         return out

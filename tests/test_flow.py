@@ -152,9 +152,12 @@ def test_swap_video_detect_every_swaps_every_frame_and_keeps_count_and_size(phot
 
 
 def test_crossing_never_pastes_a_hidden_face(photos, detector):
-    from videos import crossing_frames
-
-    frames = crossing_frames([photos / "obama.jpg", photos / "biden.jpg"], 16)
+    side = 198  # Obama walks right behind Biden, who walks left and hides him for a few frames
+    walks = [
+        Walk(photos / "obama.jpg", 10, 620 - 1.1 * side, 40, int(1.1 * side)),
+        Walk(photos / "biden.jpg", 422, 10, 60, side),
+    ]
+    frames, _ = scene_frames(walks, 24, (640, 360))
     counting = CountingDetector(detector)
     rows, counting, follower = run(frames, counting, 4)
     per_frame = [detector.detect(f, score=0.9) for f in frames]
