@@ -29,7 +29,7 @@ class VideoOptions:
     smoothing: float = 0.6
     frames_per_batch: int = 8
     track: bool = True  # identity-aware tracks: selection and smoothing follow people, not boxes
-    detect_every: int = 1  # detect on every N-th frame, follow faces by optical flow between (facedancer.flow)
+    detect_every: int = 3  # detect on every N-th frame, follow faces by optical flow between (facedancer.flow)
 
     def __post_init__(self):
         if self.sample_rate < 1:
