@@ -11,11 +11,14 @@ Reports, with landmark smoothing off and on, the median over `--seeds` (each see
   `--select reference` (reference photo: another photo of the chosen person) and `--select largest`, with
   tracking (default; worst seed) and `--no-track` (per-frame decisions; first seed, smoothing on, since each
   costs a descriptor per face per frame);
-- identity cost: descriptors computed per frame by the tracker.
+- identity cost: descriptors computed per frame by the tracker;
+- with `--detect_every`: jitter, switches, the mean (max) distance of the pasted landmarks from the frame's own
+  detection, and detector calls per frame when the detector runs on every N-th frame
+  only and faces are followed by optical flow in between (facedancer.flow), tracked, smoothing on (first seed).
 
 Only detection, tracking and selection run (the generator does not change which face is pasted where).
 
-    python benchmarks/stability.py --frames 48
+    python benchmarks/stability.py --frames 48 --detect_every 1 2 3 5
 """
 
 from __future__ import annotations
@@ -132,12 +135,14 @@ def main() -> int:
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="shake draws; medians over them")
     parser.add_argument("--smoothing", type=float, default=0.7)
+    parser.add_argument("--detect_every", type=int, nargs="*", default=[], help="also run these N (1 = every frame)")
     args = parser.parse_args()
 
     import numpy as np
     from photos import photo_dir
 
     from facedancer.detection import RetinaFaceDetector
+    from facedancer.flow import FaceFollower
     from facedancer.images import read_image
     from facedancer.selection import DlibDescriptor, TrackSelection, identity_check
     from facedancer.tracking import FaceTracker, LandmarkSmoother
@@ -172,6 +177,38 @@ def main() -> int:
             wrong["largest"] += any(person_of(f, where, walks) != chosen for f in big[:1])
         return {k: v / len(frames) for k, v in wrong.items()}
 
+    def every_nth(name, frames, detections, truth, walks, chosen, every):
+        """One --detect_every run on a clip: the detector answers from `detections` and counts its calls."""
+        # the detector is the one above; its results for each frame were computed once
+        index = {id(f): i for i, f in enumerate(frames)}
+        calls = [0]
+
+        def detect(frame, index=index, detections=detections, calls=calls):
+            calls[0] += 1
+            return detections[index[id(frame)]]
+
+        tracker = FaceTracker(args.smoothing, identity=identity_check(descriptor, 0.6))
+        follower = FaceFollower(detect, tracker, every)
+        selection = TrackSelection("reference", 24, reference, descriptor.distance, 0.6)
+        rows, wrong = [], 0
+        for frame, where in zip(frames, truth, strict=True):
+            followed = follower(frame)
+            rows.append([t.face for t in followed])
+            wrong += any(person_of(f, where, walks) != chosen for f in selection(followed, tracker.tracks))
+        # how far the pasted landmarks are from this frame's own detection of the same face (nearest one)
+        offsets = [
+            min(float(np.abs(face.landmarks - d.landmarks).mean()) for d in found)
+            for row, found in zip(rows, detections, strict=True)
+            for face in row
+            if found
+        ]
+        print(
+            f"{name:38s} detect_every {every}: jitter {jitter(rows, truth, walks):.3f} px, "
+            f"from per-frame detection {np.mean(offsets):.2f} px (max {np.max(offsets):.1f}), "
+            f"switches {wrong / len(frames):5.1%}, detector calls/frame {calls[0] / len(frames):.2f} "
+            f"(lost {follower.lost}, cuts {follower.cuts})"
+        )
+
     print(
         f"{'clip':36s} {'shake':>5s} {'smoothing':>9s} {'jitter px':>9s} {'ratio':>5s} {'offset px':>9s}  "
         f"switches tracked ref / largest, per frame ref / largest  {'desc/frame':>10s}"
@@ -199,6 +236,9 @@ def main() -> int:
                     entry["desc"].append(results["reference"][2])
                     if seed == args.seeds[0] and smoothing == args.smoothing:
                         stats[(name, "per frame")] = per_frame(frames, detections, truth, walks, chosen, smoothing)
+                if seed == args.seeds[0]:
+                    for every in args.detect_every:
+                        every_nth(name, frames, detections, truth, walks, chosen, every)
         for (name, smoothing), entry in stats.items():
             if smoothing == "per frame":
                 continue

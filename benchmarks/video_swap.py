@@ -8,11 +8,15 @@ AVX512-BF16). Prints median frames/s over interleaved runs, ratios to the baseli
 variant's swapped frames (before encoding) against the float32 plain graph's. With the onnx extra installed,
 ONNX Runtime float32 and int8 (`--runtime onnxruntime`, exported once and cached in ~/.cache/facedancer/onnx,
 int8 calibrated on the aligned sample faces) run too. ONNX Runtime ignores ONEDNN_MAX_CPU_ISA.
+With `--detect_every 1 2 3 5`, float32 with the rewrites also runs detecting every N-th frame only (faces
+followed by optical flow between: `--detect_every`), labelled "fp32 every N" (the plain "fp32" row uses the
+default).
 The random generator's instance-norm scales and offsets are drawn around 1 and 0 like a trained model's
 (exactly 1 and 0, as initialised, would let TensorFlow fold them away and take a different path).
 
     python benchmarks/video_swap.py --frames 24
     ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/video_swap.py --faces 1 --variants fp32 "ort fp32" "ort int8"
+    python benchmarks/video_swap.py --faces 1 --variants fp32 --detect_every 1 2 3 5
     python benchmarks/video_swap.py --generator FaceDancer_config_c_HQ.h5 --arcface arcface_model/ArcFace-Res50.h5
 """
 
@@ -128,6 +132,9 @@ def main() -> None:
     parser.add_argument(
         "--variants", nargs="+", default=list(VARIANTS), help=f"which of ours to run ({', '.join(VARIANTS)})"
     )
+    parser.add_argument(
+        "--detect_every", type=int, nargs="*", default=[], help="also run float32 detecting every N-th frame only"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -167,8 +174,13 @@ def main() -> None:
                 wanted = [v for v in wanted if not v.startswith("ort")]
             options = {name: VARIANTS[name] for name in wanted}
             swappers = {name: FaceSwapper(generator, identity, detector, o) for name, o in options.items()}
+            video_options = {name: VideoOptions() for name in swappers}
+            if "fp32" in swappers:
+                for every in args.detect_every:  # the fp32 swapper, another detection schedule
+                    swappers[f"fp32 every {every}"] = swappers["fp32"]
+                    video_options[f"fp32 every {every}"] = VideoOptions(detect_every=every)
             warmup = VideoOptions(length=min(1.0, 8 / args.frames))
-            for swapper in swappers.values():
+            for swapper in {id(s): s for s in swappers.values()}.values():  # each swapper once
                 swapper.set_source(source)
                 swap_video(swapper, video, tmp / "warmup.mp4", warmup, progress=False)
             source_z = swappers["fp32"].source
@@ -179,17 +191,17 @@ def main() -> None:
                 timings["baseline"].append(n / (time.perf_counter() - start))
                 for name, swapper in swappers.items():
                     start = time.perf_counter()
-                    stats = swap_video(swapper, video, tmp / "out.mp4", VideoOptions(), progress=False)
+                    stats = swap_video(swapper, video, tmp / "out.mp4", video_options[name], progress=False)
                     timings[name].append(stats["frames"] / (time.perf_counter() - start))
             fps = {name: statistics.median(values) for name, values in timings.items()}
             # quality: the swapped frames themselves (before encoding) against float32 with the stored graph
             frames = decode(video)[:8]
             detected = [swappers["fp32"].detect(f) for f in frames]
-            swapped = {name: sw.swap_frames(frames, detected) for name, sw in swappers.items()}
+            swapped = {name: sw.swap_frames(frames, detected) for name, sw in swappers.items() if "every" not in name}
             line = [f"{faces} face(s): baseline {fps['baseline']:.2f} frames/s"]
             for name in swappers:
                 psnr = ""
-                if name != "fp32 plain graph":
+                if name != "fp32 plain graph" and name in swapped:
                     pairs = zip(swapped["fp32 plain graph"], swapped[name], strict=True)
                     mse = np.mean([np.mean((x.astype(float) - y) ** 2) for x, y in pairs])
                     psnr = f", frames {10 * np.log10(255.0**2 / mse):.1f} dB" if mse else ", identical frames"

@@ -1,5 +1,5 @@
-"""Swapping faces through a whole video: decode ► detect ► track (smooth) ► select ► batched generator ► encode ►
-mux audio."""
+"""Swapping faces through a whole video: decode ► detect (every N-th frame; optical flow between) ► track
+(smooth) ► select ► batched generator ► encode ► mux audio."""
 
 from __future__ import annotations
 
@@ -30,12 +30,15 @@ class VideoOptions:
     frames_per_batch: int = 8
     track: bool = True  # identity-aware tracks: selection and smoothing follow people, not boxes
     allow_partial: bool = False  # a truncated or damaged input: swap the frames that decode, warn, succeed
+    detect_every: int = 3  # detect on every N-th frame, follow faces by optical flow between (facedancer.flow)
 
     def __post_init__(self):
         if self.sample_rate < 1:
             raise FaceDancerError(f"--sample_rate must be at least 1, got {self.sample_rate}")
         if not 0.0 < self.length <= 1.0:
             raise FaceDancerError(f"--length is a fraction of the video in (0, 1], got {self.length}")
+        if self.detect_every < 1:
+            raise FaceDancerError(f"--detect_every must be at least 1 (1: every frame), got {self.detect_every}")
 
 
 def check_output(output: str | Path) -> None:
@@ -95,7 +98,7 @@ def swap_video(
     max_frames = None if options.length >= 1.0 else max(1, int(total * options.length / options.sample_rate))
     expected = max_frames or -(-total // options.sample_rate)
     depth = frames_ahead(info, options.frames_per_batch)  # frames held per queue: fewer for 4K
-    find_faces, tracker = _face_finder(swapper, options)
+    find_faces, tracker, follower = _face_finder(swapper, options)
     stats = {"frames": 0, "faces_swapped": 0, "frames_with_faces": 0}
     width = info.width * 2 if options.compare else info.width
     with atomic_path(output) as final_tmp:
@@ -168,6 +171,8 @@ def swap_video(
     if tracker is not None:
         stats["tracks"] = tracker.started
         stats["faces_described"] = tracker.descriptors_computed
+    if follower is not None:
+        stats["detections"] = follower.detections
     log.info(
         "%s: %d frames, %d faces swapped%s",
         output,
@@ -179,14 +184,23 @@ def swap_video(
 
 
 def _face_finder(swapper, options: VideoOptions):
-    """frame -> faces to swap, and the tracker (None with --no-track: per-frame selection, overlap smoothing)."""
+    """frame -> faces to swap, the tracker (None with --no-track: per-frame selection, overlap smoothing) and the
+    FaceFollower that decides when to detect (None: every frame, --no-track)."""
+    from facedancer.flow import FaceFollower
+    from facedancer.tracking import FaceTracker
+
     if not options.track:
-        smoother = LandmarkSmoother(options.smoothing)
-        return (lambda frame: swapper.select(frame, smoother(swapper.detect(frame), frame))), None
+        if options.detect_every == 1:
+            smoother = LandmarkSmoother(options.smoothing)
+            return (lambda frame: swapper.select(frame, smoother(swapper.detect(frame), frame))), None, None
+        # boxes only, as LandmarkSmoother, but followed between detections
+        follower = FaceFollower(swapper.detect, FaceTracker(options.smoothing, max_missing=0), options.detect_every)
+        return (lambda frame: swapper.select(frame, [t.face for t in follower(frame)])), None, follower
     tracker = swapper.new_tracker(options.smoothing)
     selection = swapper.track_selection()
+    follower = FaceFollower(swapper.detect, tracker, options.detect_every)
 
     def find(frame):
-        return selection(tracker.update(frame, swapper.detect(frame)), tracker.tracks)
+        return selection(follower(frame), tracker.tracks)
 
-    return find, tracker
+    return find, tracker, follower

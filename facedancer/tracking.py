@@ -305,17 +305,24 @@ class FaceTracker:
             out.append(TrackedFace(replace(face, landmarks=track.landmarks), track, prior=prior))
         return out
 
-    def carry(self) -> list[TrackedFace]:
-        """Advance one frame without detections: every live track moves on by its velocity."""
+    def carry(self, moved: Sequence[tuple[Track, np.ndarray, np.ndarray]] | None = None) -> list[TrackedFace]:
+        """Advance one frame without detections: every live track moves on by its velocity; or, with `moved`
+        ((track, box, landmarks) measured in this frame, e.g. by optical flow: facedancer.flow), exactly those
+        tracks move there and the others wait unseen (a hidden face must not be pasted)."""
         self.frame += 1
         self.tracks = [t for t in self.tracks if self.frame - t.last_frame - 1 <= self.max_missing]
         self.motion.reset()  # no frame seen here: the next frame's flow would start from a stale one
+        if moved is None:
+            moved = [(t, t.box + np.tile(t.velocity, 2), t.landmarks + t.drift) for t in self.tracks]
+        else:
+            moved = [(t, np.asarray(b, float), np.asarray(lm, float)) for t, b, lm in moved]
+            for track, box, landmarks in moved:
+                centre_move = (box[:2] + box[2:] - track.box[:2] - track.box[2:]) / 2
+                track.velocity = 0.5 * track.velocity + 0.5 * centre_move
+                track.drift = (landmarks - track.landmarks).mean(0)
         out = []
-        for track in self.tracks:
-            shift = track.velocity
-            track.box = track.box + np.tile(shift, 2)
-            track.landmarks = track.landmarks + track.drift
-            track.last_frame = self.frame
+        for track, box, landmarks in moved:
+            track.box, track.landmarks, track.last_frame = box, landmarks, self.frame
             face = Face(box=track.box.copy(), landmarks=track.landmarks.copy(), score=0.0)
             out.append(TrackedFace(face, track, detected=False))
         return out

@@ -183,6 +183,8 @@ CASES = [
     Case("swap-length-0", SWAP + " --target {ws}/clip.mp4 --output {ws}/o.mp4 --length 0", 2, r"--length"),
     Case("swap-sample-rate-0", SWAP + " --target {ws}/clip.mp4 --output {ws}/o.mp4 --sample_rate 0", 2,
          r"--sample_rate: must be at least 1"),
+    Case("swap-detect-every-0", SWAP + " --target {ws}/clip.mp4 --output {ws}/o.mp4 --detect_every 0", 2,
+         r"--detect_every: must be at least 1"),
     Case("swap-batch-size-neg", SWAP + " --target {ws}/clip.mp4 --output {ws}/o.mp4 --batch_size -1", 2,
          r"--batch_size"),
     Case("swap-score-nan", SWAP + " --target {ws}/clip.mp4 --output {ws}/o.mp4 --score nan", 2,

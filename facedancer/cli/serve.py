@@ -35,6 +35,16 @@ def add_parser(sub) -> None:
     g.add_argument(
         "--batch_size", type=types.POSITIVE_INT, default=d.batch_size, help=f"faces per generator call ({d.batch_size})"
     )
+    from facedancer.swap_video import VideoOptions
+
+    every = VideoOptions().detect_every
+    g.add_argument(
+        "--detect_every",
+        type=types.POSITIVE_INT,
+        default=every,
+        metavar="N",
+        help=f"videos: detect faces on every N-th frame, follow them by flow in between; 1: every frame ({every})",
+    )
     g = p.add_argument_group("network")
     g.add_argument("--host", default=s.host, help=f"address to bind; anything but loopback needs care ({s.host})")
     g.add_argument("--port", type=types.int_between(0, 65535), default=s.port, help=f"port ({s.port})")
@@ -120,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         ttl_seconds=args.ttl_seconds,
         data_dir=Path(args.data_dir) if args.data_dir else None,
         token=args.token,
+        detect_every=args.detect_every,
     )
     _check_model(args.facedancer_path, "generator")
     _check_model(args.arcface_path, "identity")

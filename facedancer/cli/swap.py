@@ -156,6 +156,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     g = p.add_argument_group("speed and encoding")
     g.add_argument(
+        "--detect_every",
+        type=types.POSITIVE_INT,
+        default=v.detect_every,
+        metavar="N",
+        help="videos: run the face detector on every N-th frame only and follow faces by optical flow in between; "
+        f"a scene cut or a lost face detects at once; 1 = every frame ({v.detect_every})",
+    )
+    g.add_argument(
         "--batch_size", type=types.POSITIVE_INT, default=d.batch_size, help=f"faces per generator call ({d.batch_size})"
     )
     g.add_argument(
@@ -369,6 +377,7 @@ def swap_video_file(swapper, target: Path, output: Path, args: argparse.Namespac
         frames_per_batch=args.batch_size,
         track=args.track,
         allow_partial=args.allow_partial,
+        detect_every=args.detect_every,
     )
     swap_video(swapper, target, output, options)
     return 0

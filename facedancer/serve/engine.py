@@ -107,4 +107,6 @@ class SwapEngine:
     def swap_video(self, swapper: FaceSwapper, target: Path, output: Path, job: Job, expected_frames: int) -> dict:
         from facedancer.swap_video import VideoOptions, swap_video
 
-        return swap_video(_Progress(swapper, job, expected_frames), target, output, VideoOptions(), progress=False)
+        every = self.settings.detect_every
+        options = VideoOptions() if every is None else VideoOptions(detect_every=every)
+        return swap_video(_Progress(swapper, job, expected_frames), target, output, options, progress=False)

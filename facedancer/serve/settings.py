@@ -25,11 +25,14 @@ class ServeSettings:
     ttl_seconds: float = 3600.0  # finished jobs and their files are deleted this long after they end
     data_dir: Path | None = None  # private folder for uploads and results (default: a new temporary one)
     token: str | None = None  # bearer token the API requires (default: $FACEDANCER_TOKEN, else none)
+    detect_every: int | None = None  # videos: detect every N-th frame (None: VideoOptions' default)
 
     def __post_init__(self):
         for name in ("max_upload_mb", "max_pixels", "max_video_seconds", "ttl_seconds"):
             if getattr(self, name) <= 0:
                 raise FaceDancerError(f"--{name} must be positive, got {getattr(self, name)}")
+        if self.detect_every is not None and self.detect_every < 1:
+            raise FaceDancerError(f"--detect_every must be at least 1, got {self.detect_every}")
         for name in ("max_queue", "workers", "image_workers", "max_image_waiting"):
             if getattr(self, name) < 1:
                 raise FaceDancerError(f"--{name} must be at least 1, got {getattr(self, name)}")
