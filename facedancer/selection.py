@@ -5,6 +5,7 @@ of the swap encoder, calibrated: the same person is closer than 0.6) or the swap
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,11 +24,13 @@ class DlibDescriptor:
         from facedancer.evaluation import Judge
 
         self._judge = Judge()
+        self._lock = threading.Lock()  # dlib's networks keep their activations: one call at a time
 
     def describe(self, image: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
         if not faces:
             return np.zeros((0, 128))
-        return np.stack([self._judge.analyse(image, face.box)[0] for face in faces])
+        with self._lock:
+            return np.stack([self._judge.analyse(image, face.box)[0] for face in faces])
 
     @staticmethod
     def distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -7,6 +7,7 @@ compiled function (so nothing re-traces); each result is pasted back with a feat
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,7 +110,10 @@ class FaceSwapper:
         self.source: np.ndarray | None = None
         self.reference: np.ndarray | None = None  # in the space of `descriptor` (options.selector)
         self.mask = crop_mask(self.crop_size, self.options.feather)
-        self._descriptor = None
+        # one descriptor per selector, shared by shallow copies (serve makes one per request): dlib's models
+        # weigh ~100 MB, so a copy must not load its own
+        self._descriptors: dict[str, object] = {}
+        self._descriptors_lock = threading.Lock()
         self._generate = self._generator_runner(generator if isinstance(generator, (str, Path)) else None)
         self.precision, self.runtime = self._generate.precision, self._generate.runtime
         log.debug("generator: %s", self._generate.describe())
@@ -175,12 +179,14 @@ class FaceSwapper:
 
     @property
     def descriptor(self):
-        """What tells people apart for --select reference and tracks (options.selector), made on first use."""
-        if self._descriptor is None:
-            from facedancer.selection import make_descriptor
+        """What tells people apart for --select reference and tracks (options.selector), made on first use and
+        shared with every copy of this swapper."""
+        from facedancer.selection import make_descriptor
 
-            self._descriptor = make_descriptor(self.options.selector, self)
-        return self._descriptor
+        with self._descriptors_lock:
+            if self.options.selector not in self._descriptors:
+                self._descriptors[self.options.selector] = make_descriptor(self.options.selector, self)
+            return self._descriptors[self.options.selector]
 
     def set_reference(self, photos) -> np.ndarray:
         """For --select reference: only faces within reference_distance of these photos' identity (the mean

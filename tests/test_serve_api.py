@@ -4,6 +4,7 @@ models, real photos and a short real-photo video): answers, documented errors, j
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import httpx
 import numpy as np
@@ -273,45 +274,16 @@ def test_finished_jobs_and_their_files_expire(swapper, files, tmp_path):
         assert app.state.service.storage.files() == []
 
 
-def _rss_mb() -> float:
-    for line in open("/proc/self/status"):
+def _rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
 
 
-def test_small_load_loses_nothing_answers_correctly_and_memory_stays_flat(server, files):
-    """Three rounds: 10 image requests from 4 clients while 2 video jobs run. Every answer is the single-request
-    answer, and after the first round (thread pools, allocator arenas warm up) a round does not grow the
-    (server's, here in-process) memory by more than a little."""
-    url, _ = server
-    with _client(url) as client:
-        expected = decode_image(_swap(client, files["target"], files["source"]).content)[0]
-    local = threading.local()
-
-    def one(_):
-        if not hasattr(local, "client"):
-            local.client = _client(url)
-        response = _swap(local.client, files["target"], files["source"])
-        return response.status_code, response.content
-
-    sent = [("target", ("v.mp4", files["short"])), ("source", ("s.jpg", files["source"]))]
-    memory = []
-    for _ in range(3):
-        with _client(url) as client:
-            jobs = [client.post("/v1/jobs", files=sent).json()["id"] for _ in range(2)]
-        with ThreadPoolExecutor(4) as pool:
-            answers = list(pool.map(one, range(10)))
-        assert [status for status, _ in answers] == [200] * 10
-        for _, body in answers:
-            assert np.abs(decode_image(body)[0].astype(int) - expected).max() <= 1
-        with _client(url) as client:
-            assert [_wait(client, j)["state"] for j in jobs] == ["done", "done"]
-        memory.append(_rss_mb())
-    assert memory[2] - memory[1] < 64, memory
-
-
-def test_the_serve_command_binds_loopback_reads_the_token_from_the_environment_and_stops(photos, tmp_path):
+@contextmanager
+def _serve_command(tmp_path, *args, env=None):
+    """The real `facedancer serve` command as its own process (small random models); yields (url, process)."""
     import os
     import signal
     import socket
@@ -328,9 +300,8 @@ def test_the_serve_command_binds_loopback_reads_the_token_from_the_environment_a
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     command = [sys.executable, "-m", "facedancer.cli.main", "serve", "--facedancer_path", str(tmp_path / "g.keras")]
-    command += ["--arcface_path", str(arcface), "--port", str(port), "--precision", "float32"]
-    env = {**os.environ, "FACEDANCER_TOKEN": "from-env"}
-    server = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    command += ["--arcface_path", str(arcface), "--port", str(port), "--precision", "float32", *args]
+    server = subprocess.Popen(command, env={**os.environ, **(env or {})}, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240
         while True:
@@ -341,13 +312,55 @@ def test_the_serve_command_binds_loopback_reads_the_token_from_the_environment_a
                 pass
             assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
             time.sleep(0.3)
-        with _client(f"http://127.0.0.1:{port}") as client:
+        yield f"http://127.0.0.1:{port}", server
+    finally:
+        if server.poll() is None:
+            server.send_signal(signal.SIGINT)
+        server.stderr_text = server.communicate(timeout=60)[1]
+
+
+def test_small_load_loses_nothing_answers_correctly_and_memory_stays_flat(files, tmp_path):
+    """Three rounds against the real `serve` command in its own process: 10 image requests from 4 clients while
+    2 video jobs run. Every answer is the single-request answer, and after the first round (thread pools,
+    allocator arenas warm up) a round does not grow the server process's memory by more than a little. (Measured
+    in its own process: a server inside the test process would count every other test's allocations too.)"""
+    memory = []
+    with _serve_command(tmp_path, "--workers", "1", "--image_workers", "2") as (url, server):
+        with _client(url) as client:
+            expected = decode_image(_swap(client, files["target"], files["source"]).content)[0]
+        local = threading.local()
+
+        def one(_):
+            if not hasattr(local, "client"):
+                local.client = _client(url)
+            response = _swap(local.client, files["target"], files["source"])
+            return response.status_code, response.content
+
+        sent = [("target", ("v.mp4", files["short"])), ("source", ("s.jpg", files["source"]))]
+        for _ in range(3):
+            with _client(url) as client:
+                jobs = [client.post("/v1/jobs", files=sent).json()["id"] for _ in range(2)]
+            with ThreadPoolExecutor(4) as pool:
+                answers = list(pool.map(one, range(10)))
+            assert [status for status, _ in answers] == [200] * 10
+            for _, body in answers:
+                assert np.abs(decode_image(body)[0].astype(int) - expected).max() <= 1
+            with _client(url) as client:
+                assert [_wait(client, j)["state"] for j in jobs] == ["done", "done"]
+            memory.append(_rss_mb(server.pid))
+    assert server.returncode == 0, server.stderr_text[-2000:]
+    assert memory[2] - memory[1] < 64, memory
+
+
+def test_the_serve_command_binds_loopback_reads_the_token_from_the_environment_and_stops(tmp_path):
+    import subprocess
+
+    with _serve_command(tmp_path, env={"FACEDANCER_TOKEN": "from-env"}) as (url, server):
+        with _client(url) as client:
             assert client.get("/v1/jobs/x").status_code == 401
             assert client.get("/v1/jobs/x", headers={"Authorization": "Bearer from-env"}).status_code == 404
+        port = url.rsplit(":", 1)[1]
         listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout
         assert not listening or "127.0.0.1:" in listening, listening
-    finally:
-        server.send_signal(signal.SIGINT)
-        _, stderr = server.communicate(timeout=60)
-    assert server.returncode == 0, stderr[-2000:]
-    assert f"serving on http://127.0.0.1:{port}/" in stderr
+    assert server.returncode == 0, server.stderr_text[-2000:]
+    assert f"serving on {url}/" in server.stderr_text

@@ -8,7 +8,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from facedancer.serve.jobs import CANCELLED, DONE, RUNNING, JobQueue, QueueFull
+from facedancer.serve.jobs import CANCELLED, DONE, FINISHED, RUNNING, JobQueue, QueueFull
 
 MAX_JOBS, WORKERS = 3, 1
 
@@ -81,6 +81,11 @@ class JobQueueMachine(RuleBasedStateMachine):
         for job_id in self.finished:
             assert self.queue.get(job_id) is None
         self.finished.clear()
+
+    @invariant()
+    def finished_jobs_let_go_of_their_work(self):
+        # a kept result must not keep what the work held (a served video job's swapper, ~100 MB of models)
+        assert all(job.work is None for job in self.queue.jobs() if job.state in FINISHED)
 
     @invariant()
     def counts_match(self):

@@ -148,6 +148,7 @@ class JobQueue:
         job._cancel.set()
         with self._lock:
             if job.state == QUEUED:
+                job.work = None
                 job._finish(CANCELLED)
         return job
 
@@ -191,8 +192,10 @@ class JobQueue:
                     continue
                 job.state = RUNNING
             try:
+                # a finished job keeps its result, not the models and inputs its work held
+                work, job.work = job.work, None
                 job.check_cancelled()
-                job.result = job.work(job)
+                job.result = work(job)
             except JobCancelled:
                 job._finish(CANCELLED)
             except FaceDancerError as exc:
