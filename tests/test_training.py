@@ -400,6 +400,7 @@ def test_ifsr_margins_command_writes_margins_for_the_encoder(aligned_tree, setup
     assert all(0.0 <= m <= 2.0 for m in data["margins"]) and "10 same-identity pairs" in data["description"]
 
 
+@pytest.mark.slow  # two train.py processes tracing at once, ~1 min; MirroredStrategy stays in the default run
 def test_multi_worker_strategy_from_tf_config_on_loopback(setup, tmp_path):
     """Two worker processes on this machine, as two machines would run: the chief writes the run folder."""
     import json as json_
