@@ -17,6 +17,7 @@ The random generator's instance-norm scales and offsets are drawn around 1 and 0
     python benchmarks/video_swap.py --frames 24
     ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/video_swap.py --faces 1 --variants fp32 "ort fp32" "ort int8"
     python benchmarks/video_swap.py --faces 1 --variants fp32 --detect_every 1 2 3 5
+    python benchmarks/video_swap.py --faces 3 --variants fp32 --no_track      # what tracking costs
     python benchmarks/video_swap.py --generator FaceDancer_config_c_HQ.h5 --arcface arcface_model/ArcFace-Res50.h5
 """
 
@@ -135,6 +136,11 @@ def main() -> None:
     parser.add_argument(
         "--detect_every", type=int, nargs="*", default=[], help="also run float32 detecting every N-th frame only"
     )
+    parser.add_argument(
+        "--no_track",
+        action="store_true",
+        help="also run float32 with --no-track (per-frame selection: what identity-aware tracking costs)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -179,6 +185,9 @@ def main() -> None:
                 for every in args.detect_every:  # the fp32 swapper, another detection schedule
                     swappers[f"fp32 every {every}"] = swappers["fp32"]
                     video_options[f"fp32 every {every}"] = VideoOptions(detect_every=every)
+                if args.no_track:
+                    swappers["fp32 no track"] = swappers["fp32"]
+                    video_options["fp32 no track"] = VideoOptions(track=False)
             warmup = VideoOptions(length=min(1.0, 8 / args.frames))
             for swapper in {id(s): s for s in swappers.values()}.values():  # each swapper once
                 swapper.set_source(source)
@@ -197,7 +206,11 @@ def main() -> None:
             # quality: the swapped frames themselves (before encoding) against float32 with the stored graph
             frames = decode(video)[:8]
             detected = [swappers["fp32"].detect(f) for f in frames]
-            swapped = {name: sw.swap_frames(frames, detected) for name, sw in swappers.items() if "every" not in name}
+            swapped = {
+                name: sw.swap_frames(frames, detected)
+                for name, sw in swappers.items()
+                if "every" not in name and "track" not in name
+            }
             line = [f"{faces} face(s): baseline {fps['baseline']:.2f} frames/s"]
             for name in swappers:
                 psnr = ""

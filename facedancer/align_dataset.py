@@ -164,7 +164,7 @@ def _select(faces: list, mode: str) -> list:
     return faces
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: no value equality by accident
 class PhotoOutcome:
     """What one decoded photo gives: its aligned crops in output order, or the reason it is skipped."""
 

@@ -62,7 +62,7 @@ def resolve_shards(patterns: str | list[str], check_sets: bool = True) -> list[s
     if not files:
         raise FaceDancerError(f"no shard files match {', '.join(patterns)}")
     if check_sets:
-        from facedancer.shards import SHARD_NAME
+        from facedancer.shards import SHARD_NAME, SHARD_SUFFIX
 
         totals: dict[tuple[str, str], set[str]] = {}
         for f in files:
@@ -75,6 +75,13 @@ def resolve_shards(patterns: str | list[str], check_sets: bool = True) -> list[s
                 f"{mixed[0]} mixes shards of several runs (different -of- totals); re-create the set with "
                 "`facedancer shard --overwrite` or delete the stale files (`facedancer shard --verify` lists them)"
             )
+        for (folder, name), (total,) in sorted(totals.items()):
+            on_disk = len(list(Path(folder).glob(f"{globlib.escape(name)}_*-of-{total}{SHARD_SUFFIX}")))
+            if on_disk < int(total):  # shards are renamed into place one by one: an interrupted run left part
+                raise FaceDancerError(
+                    f"{folder}/{name}_*-of-{total}{SHARD_SUFFIX}: only {on_disk} of {int(total)} shards exist "
+                    "(an interrupted or partly copied set); re-create it with `facedancer shard --overwrite`"
+                )
     return files
 
 

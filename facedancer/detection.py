@@ -26,7 +26,7 @@ DEFAULT_MAX_SIDE = 640
 STRIDE = 32
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: compare faces by identity, never by value
 class Face:
     """One detected face in original-image pixel coordinates."""
 

@@ -27,7 +27,7 @@ WINDOW = (15, 15)
 LEVELS = 3
 
 
-@dataclass
+@dataclass(eq=False)  # holds arrays: no value equality by accident
 class Moved:
     """Where optical flow puts one track in the current frame."""
 

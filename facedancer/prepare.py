@@ -39,7 +39,7 @@ from facedancer.align_dataset import (
 from facedancer.align_dataset import crop_names as align_crop_names
 from facedancer.atomic import write_text_atomic
 from facedancer.errors import FaceDancerError
-from facedancer.images import ImageReadError, encode_image, read_image
+from facedancer.images import DEFAULT_MAX_PIXELS, ImageReadError, encode_image, read_image, set_max_pixels
 from facedancer.shards import (
     SHARD_SUFFIX,
     ShardOptions,
@@ -71,6 +71,7 @@ COUNTERS = {
     "multi_face": "multi_face",
     "unreadable": "unreadable",
 }
+TOO_SMALL = ("small_image", "small_face")  # both also count in the `too_small` counter
 CROPS_FOLDER = "aligned"
 VAL_TYPE = "val"
 
@@ -83,6 +84,7 @@ class PrepareOptions:
     shards: ShardOptions = field(default_factory=ShardOptions)
     crops: bool = True  # write the aligned PNGs under TARGET/aligned (a rerun reads them back)
     detector_threads: int = 1  # TensorFlow threads per worker process (0: TensorFlow's default, all cores)
+    max_pixels: int = DEFAULT_MAX_PIXELS  # largest photo a worker reads (--max_pixels; set in each worker process)
 
 
 @dataclass(frozen=True)
@@ -210,10 +212,16 @@ def _align_fn_class():
         """
 
         def __init__(
-            self, data_dir: str, crops_dir: str | None, options: AlignOptions, flat_name: str | None, threads: int
+            self,
+            data_dir: str,
+            crops_dir: str | None,
+            options: AlignOptions,
+            flat_name: str | None,
+            threads: int,
+            max_pixels: int = DEFAULT_MAX_PIXELS,
         ):
             self.data_dir, self.crops_dir, self.options, self.flat_name = data_dir, crops_dir, options, flat_name
-            self.threads = threads
+            self.threads, self.max_pixels = threads, max_pixels
             self._detector_handle = shared.Shared()
 
         def setup(self):
@@ -221,11 +229,15 @@ def _align_fn_class():
 
             self._detector = self._detector_handle.acquire(functools.partial(_load_detector, self.threads))
             self._counters = {key: Metrics.counter(COUNTER_NAMESPACE, name) for key, name in COUNTERS.items()}
+            self._too_small = Metrics.counter(COUNTER_NAMESPACE, "too_small")
+            set_max_pixels(self.max_pixels)  # the worker's own process: the flag does not travel as a global
 
         def _result(self, relative: str, counts: dict, crops=(), skipped=None) -> PhotoResult:
             counts = {"images": 1, **counts}
             for name, value in counts.items():
                 self._counters[name].inc(value)
+                if name in TOO_SMALL:
+                    self._too_small.inc(value)
             return PhotoResult(relative, identity_of(relative, self.flat_name), tuple(crops), skipped, counts)
 
         def _skip(self, relative: str, path: str, reason: str, detail: str, counts: dict | None = None):
@@ -440,7 +452,11 @@ def build_pipeline(pipeline, data_dir: str, target_dir: str, options: PrepareOpt
         | "ReadListing" >> beam.io.ReadFromText(listing)
         | "Reshuffle" >> beam.Reshuffle()  # spread photos over workers (one listing file is one split)
         | "AlignPhotos"
-        >> beam.ParDo(_align_fn_class()(data_dir, crops_dir, options.align, flat_name, options.detector_threads))
+        >> beam.ParDo(
+            _align_fn_class()(
+                data_dir, crops_dir, options.align, flat_name, options.detector_threads, options.max_pixels
+            )
+        )
     )
     crops = results | "Crops" >> beam.FlatMap(_crops_of)
     skipped = results | "Skipped" >> beam.FlatMap(_skip_of)

@@ -26,7 +26,7 @@ class VideoOptions:
     codec: str = "libx264"
     crf: int = 18
     preset: str = "veryfast"
-    smoothing: float = 0.7  # benchmarks/stability.py: least offset from the true face, jitter 0.24-0.37x raw
+    smoothing: float = 0.7  # benchmarks/stability.py: least offset from the true face, jitter 0.29-0.32x raw
     frames_per_batch: int = 8
     track: bool = True  # identity-aware tracks: selection and smoothing follow people, not boxes
     allow_partial: bool = False  # a truncated or damaged input: swap the frames that decode, warn, succeed

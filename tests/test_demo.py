@@ -24,7 +24,7 @@ def quick_demo(tmp_path_factory):
     """`python -m facedancer demo --quick` once for the module: (output folder, completed process)."""
     out = tmp_path_factory.mktemp("demo") / "out"
     result = subprocess.run(
-        [sys.executable, "-m", "facedancer", "demo", "--quick", "--output", str(out)],
+        [sys.executable, "-m", "facedancer", "demo", "--quick", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=900,

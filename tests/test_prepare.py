@@ -125,6 +125,7 @@ def test_bad_inputs_counted_and_listed_good_ones_upright(prepared, reference):
         "faces": 5,
         "unreadable": 2,
         "small_image": 1,
+        "too_small": 1,  # small_image + small_face
         "no_face": 1,
     }
     # CMYK, 16-bit and EXIF-rotated versions of one photo give (nearly) the same upright crop.
@@ -153,7 +154,8 @@ def test_rerun_resumes_and_replaces_an_older_set(tree, prepared, reference, tmp_
     # attempt then finds the crop (already done) and its counters alone are reported. Skips come from the report.
     result = prepare(tree, out, PrepareOptions(ALIGN, SHARD), ["--direct_runner_bundle_repeat=1"])
     expected = {"images": 9, "already_done": 5, "unreadable": 2, "small_image": 1, "no_face": 1}
-    assert {k: v for k, v in result.counters.items() if v} == expected  # the replay registers faces, processed at 0
+    # the replay registers faces, processed at 0
+    assert {k: v for k, v in result.counters.items() if v} == {**expected, "too_small": 1}
     assert {k: v for k, v in result.index["align"]["counts"].items() if v} == expected
     assert _records(out) == _records(reference / "shards")  # each record once, the older set gone
     assert sorted(p.name for p in out.glob("*.records")) == sorted(p.name for p in prepared[0].glob("*.records"))
@@ -212,3 +214,22 @@ def test_faces_all_in_a_flat_folder_names_and_resumes_as_align(photos, detector,
         assert sorted((r[0], r[1], r[2]) for r in records) == [(n, "people", 0) for n in sorted(expected)]
         assert result.counters.get("already_done", 0) == (2 if run else 0)
         assert result.counters.get("faces", 0) == (0 if run else 3)
+
+
+def test_max_pixels_reaches_the_workers(photos, tmp_path):
+    """`--max_pixels` is set in each worker's own process (a global of the launching process would not travel)."""
+    from facedancer.images import DEFAULT_MAX_PIXELS, set_max_pixels
+    from facedancer.prepare import PrepareOptions, prepare
+
+    data = tmp_path / "people" / "obama"
+    data.mkdir(parents=True)
+    shutil.copy(photos / "obama.jpg", data / "a.jpg")
+    try:
+        options = PrepareOptions(ALIGN, ShardOptions(data_name="faces"), crops=False, max_pixels=10_000)
+        result = prepare(tmp_path / "people", tmp_path / "out", options)
+    finally:
+        set_max_pixels(DEFAULT_MAX_PIXELS)  # the in-process runner's worker is this process
+    assert {k: v for k, v in result.counters.items() if v} == {"images": 1, "unreadable": 1}
+    with open(tmp_path / "out" / "crop_align_skipped.csv") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["reason"] == "unreadable" and "--max_pixels" in row["detail"]

@@ -178,6 +178,10 @@ CASES = [
     Case("swap-truncated-index-gone", SWAP + " --target {ws}/cut_index_at_end.mp4 --output {ws}/o.mp4 "
          "--allow_partial", 1, r"cut_index_at_end\.mp4: not a readable video"),
     # swap: flag ranges
+    Case("swap-identity-strength-2", SWAP + " --target {ws}/src.jpg --output {ws}/o.jpg --identity_strength 2", 2,
+         r"--identity_strength: must be in \[0\.0, 1\.5\]"),
+    Case("swap-anonymize-150", SWAP + " --target {ws}/src.jpg --output {ws}/o.jpg --anonymize 150", 2,
+         r"--anonymize: must be in \[0\.0, 100\.0\]"),
     Case("swap-smoothing-1.5", SWAP + " --target {ws}/clip.mp4 --output {ws}/o.mp4 --smoothing 1.5", 2,
          r"--smoothing: must be in \[0\.0, 1\.0\)"),
     Case("swap-length-0", SWAP + " --target {ws}/clip.mp4 --output {ws}/o.mp4 --length 0", 2, r"--length"),
@@ -199,6 +203,9 @@ CASES = [
     Case("align-target-contains-data", ALIGN + " --target_dir {ws}", 1, r"contains the input --data_dir"),
     Case("align-target-is-file", ALIGN + " --target_dir {ws}/src.jpg", 1, r"src\.jpg is a file"),
     Case("align-missing-data", "align --data_dir {ws}/nope --target_dir {ws}/new", 1, r"nope is not a folder"),
+    Case("align-min-size-neg", ALIGN + " --target_dir {ws}/new --min_size -5", 2, r"--min_size: must be at least 0"),
+    Case("align-min-face-size-neg", ALIGN + " --target_dir {ws}/new --min_face_size -1", 2,
+         r"--min_face_size: must be at least 0"),
     Case("align-score-2", ALIGN + " --target_dir {ws}/new --score 2", 2, r"--score: must be in \[0\.0, 1\.0\]"),
     Case("align-max-side-neg", ALIGN + " --target_dir {ws}/new --max_side -5", 2, r"--max_side: must be at least 0"),
     Case("align-im-size-8", ALIGN + " --target_dir {ws}/new --im_size 8", 2, r"--im_size"),
@@ -236,6 +243,8 @@ CASES = [
     Case("train-data-no-match", TRAIN + " --data_dir {ws}/shards/none_*.records", 1, r"no shard files match"),
     Case("train-data-mixed-set", TRAIN + " --data_dir {ws}/mixed/faces_train_*-of-*.records", 1,
          r"mixes shards of several runs.*--overwrite"),
+    Case("train-data-partial-set", TRAIN + " --data_dir {ws}/partial/faces_train_*-of-*.records", 1,
+         r"only 2 of 3 shards exist.*--overwrite"),
     Case("train-missing-arcface", "train --data_dir {ws}/shards/faces_train_*.records --log_dir {ws}/runs "
          "--arcface_path {ws}/nope.h5", 1, r"--arcface_path .*nope\.h5 not found"),
     Case("train-missing-init-from", TRAIN + " --data_dir {ws}/shards/faces_train_*.records --init_from {ws}/g.h5", 1,
@@ -280,6 +289,8 @@ CASES = [
     Case("prepare-target-is-data", "prepare --data_dir {ws}/photos --target_dir {ws}/photos/ --data_name x", 1,
          r"--target_dir .*photos"),
     Case("prepare-missing-data", "prepare --data_dir {ws}/nope --target_dir {ws}/new", 1, r"nope is not a folder"),
+    Case("prepare-detector-threads-neg", "prepare --data_dir {ws}/photos --target_dir {ws}/new --detector_threads -1",
+         2, r"--detector_threads: must be at least 0"),
     Case("prepare-score-2", "prepare --data_dir {ws}/photos --target_dir {ws}/new --score 2", 2, r"--score"),
     Case("prepare-unknown-beam-flag-elsewhere", "align --data_dir {ws}/photos --target_dir {ws}/new --runner X", 2,
          r"unrecognized arguments"),

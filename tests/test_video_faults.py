@@ -126,6 +126,15 @@ def test_reference_person_is_swapped_through_a_crossing_and_the_others_never(swa
     _check_only_obama_swapped(video, out, walks, truth)
 
 
+def test_no_track_decides_per_frame_and_still_swaps_only_the_reference_person(swapper, crossing, tmp_path):
+    """`--no-track`: every face of every frame is compared with the reference photo on its own."""
+    video, walks, truth = crossing
+    out = tmp_path / "per_frame.mp4"
+    stats = _swap(swapper, video, out, select="reference", track=False)
+    assert stats["frames"] == COUNT
+    _check_only_obama_swapped(video, out, walks, truth)
+
+
 def test_largest_stays_with_the_person_chosen_first(swapper, crossing, tmp_path):
     """Per frame, Biden is the largest face while Obama is hidden; the track keeps the choice on Obama."""
     video, walks, truth = crossing
@@ -283,8 +292,11 @@ def test_killed_run_leaves_nothing_and_the_next_run_cleans_up(swapper, generator
             process.kill()
     leftovers = list(tmp_path.glob(".out.tmp-*"))
     assert not out.exists() and leftovers  # nothing under the final name; the dead run's temp files remain
-    assert clean_stale_temps(out) == sorted(leftovers)
+    # the next run into the same output sweeps the dead run's temp files, then writes its own output
+    stats = swap_video(swapper, video, out, VideoOptions(length=0.05), progress=False)
+    assert out.exists() and stats["frames"] == len(decode(out))
     assert not list(tmp_path.glob(".out.tmp-*"))
+    assert clean_stale_temps(out) == []
 
 
 @pytest.fixture(scope="module")

@@ -41,13 +41,13 @@ def add_align_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--min_size",
-        type=int,
+        type=types.NON_NEGATIVE_INT,
         default=128,
         help="skip photos whose width or height is not above this many pixels, as the original (128)",
     )
     p.add_argument(
         "--min_face_size",
-        type=int,
+        type=types.NON_NEGATIVE_INT,
         default=0,
         help="also skip faces whose detected box is smaller than this many pixels in the photo (0: off)",
     )
@@ -92,9 +92,12 @@ def run(args: argparse.Namespace) -> int:
         max_side=args.max_side,
         workers=args.workers,
     )
-    summary = align_dataset(args.data_dir, args.target_dir, options)
-    counts = summary.counts()
-    log.info("done: %s", ", ".join(f"{k.replace('_', '-')} {v}" for k, v in counts.items()))
+    from facedancer.progress import stage
+
+    with stage("align", log) as done:
+        summary = align_dataset(args.data_dir, args.target_dir, options)
+        counts = summary.counts()
+        done.note = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in counts.items())
     if summary.skipped:
         log.info("skipped files and reasons: %s/crop_align_skipped.csv", args.target_dir)
     return 0

@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
         description="Builds a small dataset from real photos shipped in PyPI packages, trains briefly on the CPU, "
         "swaps a generated video with sound, evaluates it, and writes OUTPUT/report.html.",
     )
-    p.add_argument("--output", default=d.output, help=f"output folder ({d.output})")
+    p.add_argument("--output", "--out", dest="output", default=d.output, help=f"output folder ({d.output})")
     p.add_argument(
         "--train_minutes",
         type=types.POSITIVE,

@@ -77,11 +77,13 @@ def run(args: argparse.Namespace) -> int:
         if not (args.target and args.swap):
             raise FaceDancerError("give --target and --swap folders (or --target_video and --swap_video)")
         triples = folder_triples(source, Path(args.target), Path(args.swap))
-    identity = load(args.arcface_path, kind="identity").model if args.arcface_path else None
-    log.info("loading the face detector%s …", " and the dlib judge" if args.judge else "")
-    evaluator = Evaluator(identity, judge=args.judge)
-    log.info("scoring %d (source, target, swap) triples", len(triples))
-    result = evaluate_triples(evaluator, triples)
+    from facedancer.progress import stage
+
+    with stage("loading the models" + (" and the dlib judge" if args.judge else ""), log):
+        identity = load(args.arcface_path, kind="identity").model if args.arcface_path else None
+        evaluator = Evaluator(identity, judge=args.judge)
+    with stage(f"scoring {len(triples)} (source, target, swap) triples", log):
+        result = evaluate_triples(evaluator, triples)
     paths = write_reports(result, Path(args.output))
     print(summary_table(result["summary"]))
     log.info("wrote %s", ", ".join(str(p) for p in paths.values()))

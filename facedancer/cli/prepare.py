@@ -6,6 +6,7 @@ import argparse
 import logging
 from dataclasses import fields
 
+from facedancer.cli import types
 from facedancer.cli.align import add_align_flags
 from facedancer.cli.common import add_device_flag
 from facedancer.cli.shard import add_naming_flags, add_split_flags
@@ -49,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--detector_threads",
-        type=int,
+        type=types.NON_NEGATIVE_INT,
         default=1,
         help="TensorFlow threads per worker process; runners start one process per core (1; 0: all cores)",
     )
@@ -86,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         shards=_dataclass_from(ShardOptions, args, shuffle=True),
         crops=args.crops,
         detector_threads=args.detector_threads,
+        max_pixels=args.max_pixels,
     )
     pipeline_args = [f"--{name}={getattr(args, name)}" for name in BEAM_FLAGS] + list(args.pipeline_args or [])
     result = prepare(args.data_dir, args.target_dir, options, pipeline_args)

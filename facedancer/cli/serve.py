@@ -15,6 +15,7 @@ log = logging.getLogger("facedancer.serve")
 
 
 def add_parser(sub) -> None:
+    from facedancer.runtime import RUNTIMES
     from facedancer.serve.settings import TOKEN_ENV, ServeSettings
     from facedancer.swap import PRECISIONS, SwapOptions
 
@@ -31,7 +32,24 @@ def add_parser(sub) -> None:
         "--arcface_path", default="arcface_model/ArcFace-Res50.h5", help="identity encoder (arcface_model/…)"
     )
     g.add_argument("--retina_path", help="RetinaFace frozen graph (default: the one in the retinaface package)")
-    g.add_argument("--precision", choices=PRECISIONS, default=d.precision, help=f"generator precision ({d.precision})")
+    g.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=d.precision,
+        help="generator precision, as facedancer swap (int8 needs --runtime onnxruntime/auto; checked against "
+        f"float32 at start-up) ({d.precision})",
+    )
+    g.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default=d.runtime,
+        help="what runs the generator, as facedancer swap: tensorflow, onnxruntime (exported once, cached), or "
+        f"auto = the fastest choice within 40 dB of float32 on this machine ({d.runtime})",
+    )
+    g.add_argument(
+        "--calibration_dir",
+        help="face photos for int8 calibration and the start-up checks (default: the face_recognition samples)",
+    )
     g.add_argument(
         "--batch_size", type=types.POSITIVE_INT, default=d.batch_size, help=f"faces per generator call ({d.batch_size})"
     )
@@ -135,7 +153,12 @@ def run(args: argparse.Namespace) -> int:
     _check_model(args.facedancer_path, "generator")
     _check_model(args.arcface_path, "identity")
     detector = RetinaFaceDetector(args.retina_path) if args.retina_path else default_detector()
-    options = SwapOptions(precision=args.precision, batch_size=args.batch_size)
+    options = SwapOptions(
+        precision=args.precision,
+        batch_size=args.batch_size,
+        runtime=args.runtime,
+        calibration_dir=args.calibration_dir,
+    )
     swapper = FaceSwapper(args.facedancer_path, args.arcface_path, detector, options)
     if not is_loopback(settings.host) and settings.api_token is None:
         log.warning("serving on %s without a token: anyone who can reach it can use it (--token)", settings.host)

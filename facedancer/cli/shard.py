@@ -103,7 +103,11 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         overwrite=args.overwrite,
     )
-    report = write_shards(args.data_dir, args.target_dir, options)
+    from facedancer.progress import stage
+
+    with stage("shard", log) as done:
+        report = write_shards(args.data_dir, args.target_dir, options)
+        done.note = f"{sum(split['images'] for split in report.splits.values())} images"
     for data_type, split in report.splits.items():
         log.info(
             "%s: %d images of %d identities in %d shards (%s)",

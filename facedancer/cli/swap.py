@@ -135,14 +135,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--identity_strength",
-        type=float,
+        type=types.float_in(0.0, 1.5),
         default=d.identity_strength,
         help="0 = each face keeps its own identity (G reconstructs it), 1 = the source's; between blends the two "
         f"embeddings, up to 1.5 pushes past the source ({d.identity_strength})",
     )
     g.add_argument(
         "--anonymize",
-        type=float,
+        type=types.float_in(0.0, 100.0),
         metavar="PERCENT",
         default=d.anonymize,
         help="instead of a source, move every face's identity PERCENT (0-100) of the way to a fixed synthetic one",

@@ -28,7 +28,7 @@ class ServeError(FaceDancerError):
         self.status = status
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: no value equality by accident
 class UploadedImage:
     pixels: np.ndarray  # HxWx3 uint8 RGB, upright
     format: str  # the format to answer in (Pillow's name)
