@@ -24,7 +24,7 @@ from facedancer.images import ImageReadError, read_image, write_image
 
 log = logging.getLogger(__name__)
 
-FACE_MODES = ("largest", "all", "skip-multi")
+FACE_MODES = ("first", "largest", "all", "skip-multi")
 REPORT_JSON = "crop_align_report.json"
 REPORT_CSV = "crop_align_skipped.csv"
 NAMES_JSON = "crop_align_names.json"  # input path (relative) -> crop name (relative), kept across runs
@@ -36,9 +36,9 @@ class AlignOptions:
     min_size: int = 128  # the original's: skip photos whose width or height is not above it
     min_face_size: int = 0  # ours: skip faces whose box is smaller (0: off, as the original has no such filter)
     shrink_factor: float = 1.0
-    faces: str = "largest"
-    score: float = 0.9
-    max_side: int = 640
+    faces: str = "first"  # the original writes the detector's first answer (its best-scored face)
+    score: float = 0.5  # the original keeps what the graph keeps (its own floor: 0.5)
+    max_side: int = 0  # the original detects at full size (0); a downscaled copy is faster on large photos
     workers: int = 2
 
     def __post_init__(self):
@@ -159,6 +159,9 @@ def _prefetch(fn: Callable, items: Iterable, workers: int) -> Iterator[tuple[obj
 
 
 def _select(faces: list, mode: str) -> list:
+    """faces come largest first; `first` is the detector's first answer, its best-scored face (the original)."""
+    if mode == "first":
+        return [max(faces, key=lambda f: f.score)]
     if mode == "largest":
         return faces[:1]
     return faces
@@ -187,7 +190,8 @@ def align_photo(image, detector, options: AlignOptions) -> PhotoOutcome:
         return PhotoOutcome(reason="multi-face", detail=f"{len(faces)} faces")
     chosen = [f for f in _select(faces, options.faces) if f.size >= options.min_face_size]
     if not chosen:
-        detail = f"largest face {faces[0].size:.0f}px < --min_face_size {options.min_face_size}"
+        size = max(f.size for f in _select(faces, options.faces))
+        detail = f"face {size:.0f}px < --min_face_size {options.min_face_size}"
         return PhotoOutcome(reason="small-face", detail=detail)
     return PhotoOutcome(crops=[align(image, f.landmarks, options.im_size, options.shrink_factor)[0] for f in chosen])
 

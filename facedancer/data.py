@@ -135,13 +135,16 @@ def jitter_per_sample(images, seed, options: PipelineOptions):
 
 def pair_batch(target, source, uniform, seeds, options: PipelineOptions):
     """(target, source, same) from a batch of decoded [0, 1] images, as the original's loop and step do:
-    flag self pairs (share same_ratio, at least one: the first when the draw picks none), set their source
+    flag self pairs (share same_ratio, at least one: a random one when the draw picks none), set their source
     to the target, map to [-1, 1], then jitter targets with seeds[0] and sources with seeds[1]."""
     import tensorflow as tf
 
     n = tf.shape(target)[0]
     same = uniform[:n] < options.same_ratio
-    same = tf.logical_or(same, tf.logical_and(tf.logical_not(tf.reduce_any(same)), tf.range(n) == 0))
+    # none drawn: one at a random place, as the original (`source_same[np.random.randint(batch)] = 1`); the
+    # argmax of the batch's i.i.d. uniform draws is such a place, with no further draw
+    forced = tf.cast(tf.argmax(uniform[:n]), tf.int32)
+    same = tf.logical_or(same, tf.logical_and(tf.logical_not(tf.reduce_any(same)), tf.range(n) == forced))
     source = tf.where(same[:, None, None, None], target, source)
     target, source = target * 2.0 - 1.0, source * 2.0 - 1.0
     if options.augment:

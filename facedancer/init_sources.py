@@ -90,3 +90,14 @@ def original_iteration(folder: str | Path, generator_weights: Path) -> int | Non
         return int(json.loads((gen_dir.parent / "state" / f"{number}.json").read_text())["iteration"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def continued_learning_rate(
+    lr: float, decay: float, decay_steps: int, folder: str | Path, generator_weights: Path
+) -> tuple[float, int | None]:
+    """(learning rate to start from, iteration) when continuing an original checkpoint: the original's `--load`
+    builds its schedule from lr · decay^(iteration / decay_steps); without a state file, lr itself."""
+    iteration = original_iteration(folder, generator_weights)
+    if not iteration:
+        return lr, iteration
+    return lr * decay ** (iteration / decay_steps), iteration

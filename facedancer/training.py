@@ -166,10 +166,11 @@ class Trainer:
         from facedancer.nn import build_discriminator, build_generator
 
         o = self.options
+        self.lr_start = o.lr
         g_source, d_source = init_sources(o.init_from, o.init_discriminator_from)
         if g_source:
             self.G = self._load_network(g_source, "generator", "--init_from")
-            self._hint_original_learning_rate(g_source)
+            self._continue_original_schedule(g_source)
         else:
             self.G = build_generator(o.generator_config())
         if d_source:
@@ -214,21 +215,21 @@ class Trainer:
             return with_dtype_policy(loaded.model, self.policy)
         return loaded.model
 
-    def _hint_original_learning_rate(self, g_source) -> None:
-        """Continuing an original run: its schedule had decayed; say which --lr continues it."""
-        from facedancer.init_sources import original_iteration
+    def _continue_original_schedule(self, g_source) -> None:
+        """Continuing an original run (--init_from its checkpoint folder, with state/N.json): as the original's
+        `--load`, the schedule restarts from lr · decay^(iteration / decay steps), not from --lr itself."""
+        from facedancer.init_sources import continued_learning_rate
 
         o = self.options
         if not (o.init_from and Path(o.init_from).is_dir() and g_source.weights):
             return
-        iteration = original_iteration(o.init_from, g_source.weights)
+        lr, iteration = continued_learning_rate(o.lr, o.lr_decay, o.lr_decay_steps, o.init_from, g_source.weights)
         if iteration:
-            lr = o.lr * o.lr_decay ** (iteration / o.lr_decay_steps)
+            self.lr_start = lr
             log.info(
-                "the original run was at iteration %d, its learning rate %.3g; pass --lr %.3g to continue its "
-                "schedule (this run starts at --lr %.3g)",
+                "the original run was at iteration %d: its learning-rate schedule continues from %.3g "
+                "(--lr %.3g decayed as the original does)",
                 iteration,
-                lr,
                 lr,
                 o.lr,
             )
@@ -247,7 +248,7 @@ class Trainer:
         import keras
 
         o = self.options
-        schedule = keras.optimizers.schedules.ExponentialDecay(o.lr, o.lr_decay_steps, o.lr_decay)
+        schedule = keras.optimizers.schedules.ExponentialDecay(self.lr_start, o.lr_decay_steps, o.lr_decay)
         self.schedule = schedule
         self.g_opt = keras.optimizers.Adam(schedule, beta_1=0.0, beta_2=0.99, name="g_adam")
         self.d_opt = keras.optimizers.Adam(schedule, beta_1=0.0, beta_2=0.99, name="d_adam")

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -66,6 +67,8 @@ def test_cli_aligns_good_photos_and_reports_the_rest(tree, tmp_path):
     }
     counts = json.loads((out / "crop_align_report.json").read_text())["counts"]
     assert counts["written"] == 7 and counts["unreadable"] == 2 and counts["small_image"] == 1
+    # one line as the stage starts, one with its time and counts as it ends
+    assert re.search(r"align …", result.stderr) and re.search(r"align done in [\d.]+ s \(.*written 7", result.stderr)
     assert "written 7" in result.stderr
 
     # A second run is a no-op: nothing decoded, nothing rewritten.
@@ -85,11 +88,30 @@ def test_faces_all_writes_one_crop_per_face(photos, tmp_path):
     data = tmp_path / "flat"
     data.mkdir()
     Image.fromarray(group).save(data / "group.png")
-    for mode, expected in [("all", ["group_0.png", "group_1.png"]), ("skip-multi", []), ("largest", ["group.png"])]:
+    for mode, expected in [
+        ("all", ["group_0.png", "group_1.png"]),
+        ("skip-multi", []),
+        ("largest", ["group.png"]),
+        ("first", ["group.png"]),
+    ]:
         out = tmp_path / mode
         result = _run("--data_dir", str(data), "--target_dir", str(out), "--faces", mode, "--min_size", "64")
         assert result.returncode == 0, result.stderr
         assert sorted(p.name for p in out.glob("*.png")) == expected
+
+
+def test_default_keeps_the_detectors_first_answer_as_the_original():
+    """The original writes the detector's first row (its best score after NMS) and detects at full size with no
+    score floor of its own; `--faces largest`, `--score`, `--max_side` are ours."""
+    from facedancer.align_dataset import AlignOptions, _select
+    from facedancer.detection import GRAPH_FLOOR, Face
+
+    big = Face(box=np.array([0.0, 0, 200, 200]), landmarks=np.zeros((5, 2)), score=0.80)
+    small = Face(box=np.array([300.0, 0, 380, 80]), landmarks=np.zeros((5, 2)), score=0.99)
+    faces = [big, small]  # the detector lists faces largest first
+    assert _select(faces, AlignOptions().faces) == [small]
+    assert _select(faces, "largest") == [big]
+    assert (AlignOptions().score, AlignOptions().max_side) == (GRAPH_FLOOR, 0)
 
 
 def test_min_size_skips_photos_not_above_it_and_min_face_size_skips_small_faces(photos, detector, tmp_path):

@@ -77,3 +77,21 @@ def test_published_margins_file_matches_the_package():
     assert data["blocks"] == list(IFSR_BLOCKS)
     assert dict(zip(data["blocks"], data["margins"], strict=True)) == PUBLISHED
     assert load_margins(path).select(["conv2_block3_out"]).values == (0.035144,)
+
+
+def test_perceptual_caffe_input_is_kerass_own_vgg16_preprocessing(tmp_path):
+    """--perceptual_caffe_input (a deviation): VGG16 sees what keras.applications.vgg16.preprocess_input makes
+    of the 0..255 RGB image; by default (the original) it sees the [-1, 1] image itself."""
+    import keras
+    from standins import vgg16_notop_file
+
+    from facedancer.perceptual import perceptual_model
+
+    weights = vgg16_notop_file(tmp_path / "vgg16_notop.h5", 32)
+    images = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+    plain = perceptual_model(weights, ("block1_pool", "block2_pool"), 32)
+    caffe = perceptual_model(weights, ("block1_pool", "block2_pool"), 32, caffe_input=True)
+    expected = plain(keras.applications.vgg16.preprocess_input((images + 1.0) * 127.5))
+    for ours, theirs, own in zip(caffe(images), expected, plain(images), strict=True):
+        np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-4, atol=1e-3)
+        assert np.abs(np.asarray(ours) - np.asarray(own)).max() > 1.0  # the default differs

@@ -585,18 +585,42 @@ def test_a_failed_start_leaves_no_run_folder(ws, tmp_path, caplog):
     assert list((tmp_path / "runs").iterdir()) == []
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders; run as a normal user")
-def test_read_only_output_folder_is_one_line(ws, tmp_path, caplog):
+def _lock(folder: Path, locked: bool) -> None:
+    """Make folder unwritable (root ignores mode bits, not the immutable attribute), or writable again."""
+    import subprocess
+
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "+i" if locked else "-i", str(folder)], check=True)
+    else:
+        folder.chmod(0o555 if locked else 0o755)
+
+
+READ_ONLY_CASES = {
+    "shard": "shard --data_dir {ws}/aligned --target_dir {locked}/shards",
+    "align": "align --data_dir {ws}/photos --target_dir {locked}/aligned",
+    "swap": SWAP + " --target {ws}/src.jpg --output {locked}/o.jpg",
+    "evaluate": EVAL + " --output {locked}/scores",
+    "train": TRAIN.replace("{ws}/runs", "{locked}/runs") + " --data_dir {ws}/shards/faces_train_*-of-*.records",
+    "prepare": "prepare --data_dir {ws}/photos --target_dir {locked}/prepared",
+    "demo": "demo --quick --out {locked}/demo",
+}
+
+
+@pytest.mark.parametrize("command", sorted(READ_ONLY_CASES))
+def test_read_only_output_folder_is_one_line_before_any_work(command, ws, tmp_path, caplog):
     locked = tmp_path / "locked"
     locked.mkdir()
-    locked.chmod(0o555)
+    argv = READ_ONLY_CASES[command].format(ws=ws, locked=locked).split()
+    _lock(locked, True)
     try:
-        code = run_cli(["shard", "--data_dir", str(ws / "aligned"), "--target_dir", str(locked / "shards")])
+        code = run_cli(argv)
     finally:
-        locked.chmod(0o755)
+        _lock(locked, False)
     assert code == 1
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len(errors) == 1 and "not writable" in errors[0] and str(locked) in errors[0]
+    assert len(errors) == 1 and str(locked) in errors[0], errors
+    assert re.search(r"not writable|not permitted|permission denied", errors[0], re.I), errors
+    assert list(locked.iterdir()) == []
 
 
 def test_os_errors_become_one_line_naming_the_file(tmp_path):

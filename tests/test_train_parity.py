@@ -120,7 +120,7 @@ def test_one_step_from_an_original_checkpoint_folder(legacy_train_step_dir, reco
 def test_checkpoint_folder_resolution(tmp_path):
     """Which files --init_from FOLDER / --init_discriminator_from pick (numbers compared as numbers)."""
     from facedancer.errors import FaceDancerError
-    from facedancer.init_sources import ModelSource, init_sources, original_iteration
+    from facedancer.init_sources import ModelSource, continued_learning_rate, init_sources, original_iteration
 
     run = tmp_path / "log_name"
     for name, numbers in (("gen", (2, 9, 10)), ("dis", (2, 9, 10))):
@@ -146,5 +146,9 @@ def test_checkpoint_folder_resolution(tmp_path):
     (run / "state" / "10.json").write_text(json.dumps({"iteration": 104900, "epoch": 3}))
     assert original_iteration(run, run / "gen" / "gen_10.h5") == 104900
     assert original_iteration(run, run / "gen" / "gen_9.h5") is None
+    # the original's --load continues its schedule: lr_p = lr * decay ** (iteration / 100000)
+    lr, iteration = continued_learning_rate(1e-4, 0.97, 100_000, run, run / "gen" / "gen_10.h5")
+    assert iteration == 104900 and lr == pytest.approx(1e-4 * 0.97**1.049)
+    assert continued_learning_rate(1e-4, 0.97, 100_000, run, run / "gen" / "gen_9.h5") == (1e-4, None)
     shutil.rmtree(run / "dis")
     assert init_sources(run, None) == (expected[0], None)
