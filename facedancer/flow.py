@@ -186,7 +186,7 @@ class FaceFollower:
             self.lost += 1
             return self._detect(frame, False)
         self._since += 1
-        return self.tracker.carry([(m.track, m.box, m.landmarks) for m in moved])
+        return self.tracker.carry([(m.track, m.box, m.landmarks) for m in moved], frame)
 
     def _detect(self, frame: np.ndarray, cut: bool | None) -> list[TrackedFace]:
         self.detections += 1

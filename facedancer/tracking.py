@@ -305,13 +305,19 @@ class FaceTracker:
             out.append(TrackedFace(replace(face, landmarks=track.landmarks), track, prior=prior))
         return out
 
-    def carry(self, moved: Sequence[tuple[Track, np.ndarray, np.ndarray]] | None = None) -> list[TrackedFace]:
+    def carry(
+        self, moved: Sequence[tuple[Track, np.ndarray, np.ndarray]] | None = None, frame: np.ndarray | None = None
+    ) -> list[TrackedFace]:
         """Advance one frame without detections: every live track moves on by its velocity; or, with `moved`
         ((track, box, landmarks) measured in this frame, e.g. by optical flow: facedancer.flow), exactly those
-        tracks move there and the others wait unseen (a hidden face must not be pasted)."""
+        tracks move there and the others wait unseen (a hidden face must not be pasted). With `frame`, the
+        next detection's smoothing predicts from this frame (without it, from no frame: never a stale one)."""
         self.frame += 1
         self.tracks = [t for t in self.tracks if self.frame - t.last_frame - 1 <= self.max_missing]
-        self.motion.reset()  # no frame seen here: the next frame's flow would start from a stale one
+        if frame is not None and self.smoothing > 0:
+            self.motion.advance(frame)  # the carried landmarks sit on this frame: the next flow starts here
+        else:
+            self.motion.reset()  # no frame seen here: the next frame's flow would start from a stale one
         if moved is None:
             moved = [(t, t.box + np.tile(t.velocity, 2), t.landmarks + t.drift) for t in self.tracks]
         else:

@@ -132,7 +132,11 @@ def test_swap_command_flags(generator_file, photos, tmp_path, caplog):
     before, after = read_image(target), read_image(out)
     assert after.shape == before.shape and np.abs(after.astype(float) - before).mean() > 0.05
     source = ["--swap_source", str(photos / "biden.jpg")]
-    assert main([*base, "--output", str(tmp_path / "x.png"), *source, "--identity_strength", "2"]) == 1
-    assert "--identity_strength must be in [0, 1.5]" in caplog.text and not (tmp_path / "x.png").exists()
+    half = tmp_path / "half.png"
+    assert main([*base, "--output", str(half), *source, "--identity_strength", "0.5"]) == 0
+    assert np.abs(read_image(half).astype(float) - before).mean() > 0.05
+    with pytest.raises(SystemExit) as usage:  # a range argparse checks: exit 2 before anything is loaded
+        main([*base, "--output", str(tmp_path / "x.png"), *source, "--identity_strength", "2"])
+    assert usage.value.code == 2 and not (tmp_path / "x.png").exists()
     assert main([*base, "--output", str(tmp_path / "y.png")]) == 1
     assert "--swap_source PHOTO is required" in caplog.text

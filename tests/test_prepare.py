@@ -179,6 +179,15 @@ def test_shards_feed_the_training_pipeline(prepared):
     assert target.shape == (2, 64, 64, 3) and source.shape == (2, 64, 64, 3) and same.shape == (2,)
 
 
+def test_shard_verify_accepts_the_pipelines_sets(prepared):
+    """`facedancer shard --verify` (the one-machine check) reads the pipeline's shards against its index."""
+    from facedancer.cli.main import main
+
+    out, _ = prepared
+    for split in ("train", "val"):
+        assert main(["shard", "--verify", str(out / f"faces_{split}_*-of-*.records")]) == 0
+
+
 def test_unknown_flags_are_usage_errors_outside_prepare():
     from facedancer.cli.main import parse_args
 

@@ -155,3 +155,60 @@ def test_anonymise_without_a_source(page, inputs, tmp_path):
     original, _ = decode_image((inputs / "pair.png").read_bytes())
     assert np.abs(swapped[:, :320].astype(float) - original[:, :320]).mean() > 0.2
     assert np.abs(swapped[:, 320:].astype(float) - original[:, 320:]).mean() > 0.05  # every face
+
+
+def _swap_image_at_strength(driver, strength: str):
+    driver.execute_script(
+        "const s = document.getElementById('strength'); s.value = arguments[0];"
+        "s.dispatchEvent(new Event('input', {bubbles: true}));",
+        strength,
+    )
+    assert driver.find_element("id", "strength-value").text == f"{float(strength):.2f}"
+    driver.find_element("id", "swap").click()
+    result = driver.find_element("id", "result-image")
+    _wait(
+        driver,
+        lambda d: (
+            d.find_element("id", "status").text == "done"
+            and d.execute_script("return arguments[0].naturalWidth", result)
+        ),
+        what=f"the swap at strength {strength}",
+    )
+    return decode_image(_result_pixels(driver, "result-image"))[0]
+
+
+def test_identity_strength_slider_changes_what_the_generator_gets(page, inputs):
+    """Strength 0 feeds G each face's own embedding, 1 the source's: the swapped faces differ."""
+    driver, _ = page
+    driver.refresh()
+    driver.find_element("id", "target").send_keys(str(inputs / "pair.png"))
+    driver.find_element("id", "source").send_keys(str(inputs / "source.jpg"))
+    _wait(driver, lambda d: "2 face(s) found" in d.find_element("id", "status").text, what="face detection")
+    driver.find_element("id", "select-all").click()
+    own, source = _swap_image_at_strength(driver, "0"), _swap_image_at_strength(driver, "1")
+    original, _ = decode_image((inputs / "pair.png").read_bytes())
+    assert own.shape == source.shape == original.shape
+    assert np.abs(own.astype(float) - original).mean() > 0.05  # strength 0 still runs G on every face
+    assert np.abs(own.astype(float) - source).mean() > 0.05
+
+
+def test_video_job_progress_bar_and_cancel(page, photos, tmp_path):
+    driver, _ = page
+    driver.refresh()
+    write_video(tmp_path / "long.mp4", moving_face_frames(photos / "biden.jpg", count=150, size=(320, 240)))
+    driver.find_element("id", "select-all").click()
+    driver.find_element("id", "target").send_keys(str(tmp_path / "long.mp4"))
+    driver.find_element("id", "source").send_keys(str(photos / "obama2.jpg"))
+    _wait(driver, lambda d: "face(s) found" in d.find_element("id", "status").text, what="face detection")
+    driver.find_element("id", "swap").click()
+    _wait(
+        driver,
+        lambda d: d.find_element("id", "progress").is_displayed() and "running" in d.find_element("id", "status").text,
+        what="the running job's progress bar",
+    )
+    cancel = driver.find_element("id", "cancel")
+    assert cancel.is_displayed()
+    cancel.click()
+    _wait(driver, lambda d: "cancelled" in d.find_element("id", "status").text, what="the cancelled job")
+    assert not driver.find_element("id", "result-video").is_displayed()
+    assert not driver.find_element("id", "download").is_displayed()
