@@ -76,7 +76,7 @@ def three_crossing(photos, astronaut_file, tmp_path_factory):
         Walk(photos / "biden.jpg", 420 - SIDE, 5, 0.15 * HEIGHT, SIDE),
         Walk(astronaut_file, WIDTH - SIDE - 5, 150, 0.2 * HEIGHT, SIDE),
     ]
-    frames, truth = scene_frames(walks, COUNT, (WIDTH, HEIGHT), shake=1.0, seed=3)
+    frames, truth = scene_frames(walks, COUNT, (WIDTH, HEIGHT), shake=1.0)
     path = write_video(tmp_path_factory.mktemp("three_crossing") / "three.mp4", frames)
     return path, walks, truth
 
@@ -106,7 +106,7 @@ def _swap(swapper, video, out, select="all", **video_options):
     return swap_video(swapper, video, out, VideoOptions(**video_options), progress=False)
 
 
-def _check_only_obama_swapped(video, out, walks, truth):
+def _check_only_obama_swapped(video, out, walks, truth, min_visible=10):
     before, after = decode(video), decode(out)
     assert len(after) == len(before) == COUNT
     obama_swapped = 0
@@ -124,7 +124,7 @@ def _check_only_obama_swapped(video, out, walks, truth):
             core = _core(places[k], walks[k].height)
             if not _overlap(core, _core(places[0], obama)):
                 assert _change(a, b, core) < 3.0, f"frame {i}: person {k} was swapped"
-    assert obama_swapped >= 10
+    assert obama_swapped >= min_visible
 
 
 def test_reference_person_is_swapped_through_a_crossing_and_the_others_never(swapper, crossing, tmp_path):
@@ -145,7 +145,7 @@ def test_three_people_crossing_only_the_reference_person_is_swapped(swapper, thr
     out = tmp_path / "three.mp4"
     stats = _swap(swapper, video, out, select="reference")
     assert stats["frames"] == COUNT
-    _check_only_obama_swapped(video, out, walks, truth)
+    _check_only_obama_swapped(video, out, walks, truth, min_visible=5)  # hidden by one or the other most of it
 
 
 def test_no_track_decides_per_frame_and_still_swaps_only_the_reference_person(swapper, crossing, tmp_path):
