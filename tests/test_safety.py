@@ -407,24 +407,27 @@ def test_unindexed_sets_of_the_original_code_verify_with_allow_unindexed(ws):
     assert run_cli(["shard", "--verify", pattern, "--allow_unindexed"]) == 0
 
 
-def test_sigterm_while_sharding_leaves_no_shard_and_no_temp_file(ws, tmp_path, monkeypatch):
-    """A real SIGTERM, delivered while the third record is written: nothing is left under final names."""
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_while_sharding_leaves_no_shard_and_no_temp_file(sig, ws, tmp_path, monkeypatch):
+    """A real SIGTERM or Ctrl-C (SIGINT), delivered while the third record is written: nothing is left under
+    final names, no temp file, exit 143 / 130."""
     import facedancer.shards as shards
 
     real, calls = shards.encode_example, []
+    before = signal.getsignal(sig)
 
     def encode_then_terminate(*args):
         calls.append(1)
         if len(calls) == 3:
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), sig)
         return real(*args)
 
     monkeypatch.setattr(shards, "encode_example", encode_then_terminate)
     out = tmp_path / "shards"
-    assert run_cli(_shard_argv(ws / "aligned", out, "--images_per_shard", "1")) == 128 + signal.SIGTERM
+    assert run_cli(_shard_argv(ws / "aligned", out, "--images_per_shard", "1")) == 128 + sig
     assert len(calls) == 3
     assert sorted(p.name for p in out.iterdir()) == []
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the CLI put the handler back
+    assert signal.getsignal(sig) is before  # the CLI put the handler back
 
 
 def test_images_tensorflow_cannot_decode_are_packed_as_png(ws, tmp_path):
