@@ -364,3 +364,27 @@ def test_the_serve_command_binds_loopback_reads_the_token_from_the_environment_a
         assert not listening or "127.0.0.1:" in listening, listening
     assert server.returncode == 0, server.stderr_text[-2000:]
     assert f"serving on {url}/" in server.stderr_text
+
+
+def test_serves_the_originals_own_files(legacy_dir, detector, photos, tmp_path):
+    """The API over files the original code wrote (its config C `model.save` export and an ArcFace-style
+    nested identity model: the published files' formats): a swap answers the target's size and format with
+    the face replaced. (Their random identity model hardly tells faces apart, so the strength slider is
+    checked with the stand-ins above.)"""
+    from facedancer.swap import FaceSwapper, SwapOptions
+
+    swapper = FaceSwapper(
+        legacy_dir / "facedancer_export.h5",
+        legacy_dir / "identity_nested_small.h5",
+        detector,
+        SwapOptions(precision="float32"),
+    )
+    app = create_app(swapper, ServeSettings(data_dir=tmp_path / "data", **SETTINGS))
+    target, source = photo_bytes(photos / "obama.jpg"), photo_bytes(photos / "biden.jpg")
+    with running(app) as url, _client(url) as client:
+        answer = _swap(client, target, source)
+    assert answer.status_code == 200, answer.text
+    original, _ = decode_image(target)
+    swapped, fmt = decode_image(answer.content)
+    assert fmt == "JPEG" and swapped.shape == original.shape
+    assert np.abs(swapped.astype(float) - original).mean() > 0.5
