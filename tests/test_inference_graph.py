@@ -71,22 +71,12 @@ def test_legacy_generator_rewritten_reproduces_the_original_outputs(legacy_dir, 
     assert np.abs(y - reference["y"]).max() <= TOLERANCE
 
 
-def _bf16_convolutions_run() -> bool:
-    """Whether oneDNN can run a bf16 convolution here (AVX-512 emulates it; an AVX2-only CPU, or one capped by
-    ONEDNN_MAX_CPU_ISA=AVX2, cannot)."""
-    import tensorflow as tf
-
-    try:
-        tf.nn.conv2d(tf.zeros([1, 8, 8, 3], tf.bfloat16), tf.zeros([3, 3, 3, 4], tf.bfloat16), 1, "SAME")
-    except (tf.errors.AbortedError, tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
-        return False
-    return True
-
-
 def test_bf16_rewritten_stays_within_40_db_of_float32(photos):
     from facedancer.images import read_image
 
-    if not _bf16_convolutions_run():
+    from facedancer.nn.precision import bf16_convolutions_run
+
+    if not bf16_convolutions_run():
         pytest.skip("this CPU (or ONEDNN_MAX_CPU_ISA) runs no bf16 convolutions")
     model = _trained_like(build_generator(preset("C")))
     fast_bf16 = optimize_for_inference(with_dtype_policy(model, "mixed_bfloat16"))
@@ -196,3 +186,26 @@ def test_swapper_runs_rewritten_or_plain(rewrite, photos, detector, tmp_path):
         plain.set_source(photos / "biden.jpg")
         assert np.abs(out.astype(int) - plain.swap(image).astype(int)).max() <= 1
     assert out.shape == image.shape and not np.array_equal(out, image)
+
+
+def test_bfloat16_where_oneDNN_cannot_run_it_is_one_line(photos, tmp_path):
+    """--precision bfloat16 on a CPU without bf16 convolutions (here: oneDNN capped to AVX2, as an AVX2-only
+    CPU) ends in one line naming the flag, exit 1, not in oneDNN's abort."""
+    import os
+    import subprocess
+    import sys
+
+    from standins import save_arcface_standin
+
+    generator = tmp_path / "g.keras"
+    build_generator(GeneratorConfig(image_size=64, mapping_depth=1, mapping_size=64)).save(generator)
+    arcface = save_arcface_standin(tmp_path / "ArcFace-Res50.h5")
+    command = [sys.executable, "-m", "facedancer", "swap", "--target", str(photos / "obama.jpg")]
+    command += ["--output", str(tmp_path / "o.jpg"), "--swap_source", str(photos / "biden.jpg")]
+    command += ["--facedancer_path", str(generator), "--arcface_path", str(arcface), "--precision", "bfloat16"]
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert len(errors) == 1 and "--precision bfloat16" in errors[0] and "Traceback" not in result.stderr
+    assert not (tmp_path / "o.jpg").exists()

@@ -37,6 +37,18 @@ def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     return False
 
 
+def bf16_convolutions_run() -> bool:
+    """Whether TensorFlow can run a bfloat16 convolution here at all: oneDNN emulates bf16 on AVX-512, but an
+    AVX2-only CPU (or one capped by ONEDNN_MAX_CPU_ISA=AVX2) aborts; a GPU runs it."""
+    import tensorflow as tf
+
+    try:
+        tf.nn.conv2d(tf.zeros([1, 8, 8, 3], tf.bfloat16), tf.zeros([3, 3, 3, 4], tf.bfloat16), 1, "SAME")
+    except (tf.errors.AbortedError, tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
+        return False
+    return True
+
+
 def _set_policy(layer_configs: list, policy: str) -> None:
     for spec in layer_configs:
         config = spec.get("config", {})

@@ -130,7 +130,13 @@ def seconds_per_batch(runner: Callable, x: np.ndarray, z: np.ndarray, batch: int
 def _tensorflow(generator, precision: str, rewrite_graph: bool) -> TensorFlowRunner:
     net = generator
     if precision == "bfloat16":
-        from facedancer.nn.precision import with_dtype_policy
+        from facedancer.nn.precision import bf16_convolutions_run, with_dtype_policy
+
+        if not bf16_convolutions_run():
+            raise FaceDancerError(
+                "--precision bfloat16: TensorFlow runs no bfloat16 convolutions on this CPU (it needs AVX-512, "
+                "or is capped by ONEDNN_MAX_CPU_ISA); use --precision float32 or auto"
+            )
 
         net = with_dtype_policy(generator, "mixed_bfloat16")
     stored = net
