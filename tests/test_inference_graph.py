@@ -73,7 +73,6 @@ def test_legacy_generator_rewritten_reproduces_the_original_outputs(legacy_dir, 
 
 def test_bf16_rewritten_stays_within_40_db_of_float32(photos):
     from facedancer.images import read_image
-
     from facedancer.nn.precision import bf16_convolutions_run
 
     if not bf16_convolutions_run():
