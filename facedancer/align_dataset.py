@@ -188,10 +188,10 @@ def align_photo(image, detector, options: AlignOptions) -> PhotoOutcome:
         return PhotoOutcome(reason="no-face")
     if options.faces == "skip-multi" and len(faces) > 1:
         return PhotoOutcome(reason="multi-face", detail=f"{len(faces)} faces")
-    chosen = [f for f in _select(faces, options.faces) if f.size >= options.min_face_size]
+    selected = _select(faces, options.faces)
+    chosen = [f for f in selected if f.size >= options.min_face_size]
     if not chosen:
-        size = max(f.size for f in _select(faces, options.faces))
-        detail = f"face {size:.0f}px < --min_face_size {options.min_face_size}"
+        detail = f"face {max(f.size for f in selected):.0f}px < --min_face_size {options.min_face_size}"
         return PhotoOutcome(reason="small-face", detail=detail)
     return PhotoOutcome(crops=[align(image, f.landmarks, options.im_size, options.shrink_factor)[0] for f in chosen])
 
